@@ -1,0 +1,7 @@
+"""``python -m lab``: the same as the ``rlaif`` command."""
+
+import sys
+
+from lab.cli import main
+
+sys.exit(main())

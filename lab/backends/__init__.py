@@ -1,0 +1,97 @@
+"""Stage 3 of the pipeline: backends, the models that read prompts.
+
+Every backend offers the same small interface (:class:`Backend`): the log-probabilities of a
+few given next tokens after each prompt (how a preference is read), and sampled or greedy
+continuations (how a rationale is decoded). :func:`make_backend` picks one by name with an
+explicit if/elif and lazy imports, so a missing optional dependency only matters when used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class BackendError(RuntimeError):
+    """A backend cannot be built or cannot answer; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Which model reads the prompts, and how."""
+
+    backend: str = "transformers"
+    """``transformers``, ``fake`` (deterministic, for tests)."""
+    model: str = "smollm2-135m"
+    """Catalog name (``rlaif models list``), hub id, local folder or ``.gguf`` file."""
+    dtype: str = "auto"
+    """``auto`` (bf16 where the CPU has it, else fp32), ``bf16`` or ``fp32``."""
+    chat: str = "auto"
+    """Use the model's chat template: ``auto`` (if it has one), ``on`` or ``off``."""
+    reuse_prefix: bool = True
+    """Compute shared prompt prefixes once (key/value cache reuse); False: plain passes."""
+    fake: dict | None = None
+    """Knobs of the fake backend (see :class:`lab.backends.fake.FakeBackend`)."""
+
+
+@dataclass(frozen=True)
+class Score:
+    """Next-token log-probabilities for one prompt."""
+
+    logprobs: tuple[float, ...]
+    """Log-probability of each candidate token, in the order asked."""
+    prompt_tokens: int
+    """Tokens in the prompt (the cost of reading it)."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One decoded continuation."""
+
+    text: str
+    """The continuation, without the prompt."""
+    tokens: int
+    """Tokens generated."""
+
+
+class Backend(Protocol):
+    """What the labeler needs from a model."""
+
+    def format(self, user: str, assistant: str) -> str:
+        """Join a user turn and the start of the assistant turn into one prompt string."""
+        ...
+
+    def score(self, prompts: list[str], candidates: list[str]) -> list[Score]:
+        """Log-probabilities of each single-token candidate right after each prompt."""
+        ...
+
+    def generate(
+        self, prompt: str, n: int, max_tokens: int, temperature: float, seed: int
+    ) -> list[Generation]:
+        """n continuations of a prompt: greedy at temperature 0, else sampled (seeded)."""
+        ...
+
+    @property
+    def identity(self) -> str:
+        """Model name plus a hash of its weights file (for configs and caches)."""
+        ...
+
+
+def make_backend(config: BackendConfig) -> Backend:
+    """Build the backend a config names."""
+    if config.backend == "fake":
+        from lab.backends.fake import FakeBackend
+
+        return FakeBackend(**(config.fake or {}))
+    elif config.backend == "transformers":
+        try:
+            from lab.backends.hf import TransformersBackend
+        except ImportError as err:
+            raise BackendError(
+                f"the transformers backend needs torch, transformers, gguf and accelerate "
+                f"({err.name} is missing): pip install -e ."
+            ) from None
+        return TransformersBackend(
+            config.model, dtype=config.dtype, chat=config.chat, reuse_prefix=config.reuse_prefix
+        )
+    raise BackendError(f"unknown backend {config.backend!r}; choose transformers or fake")

@@ -1,0 +1,135 @@
+"""Stage 3 (test double): a deterministic fake labeler with known biases.
+
+It reads the last ``Text - / Summary 1 - / Summary 2 -`` sample in a prompt and prefers
+Summary 1 with logit
+
+    position + length * (log words_1 - log words_2) + skill * (overlap_1 - overlap_2)
+    + noise * z(prompt) + rationale * r
+
+where ``overlap`` is the share of a summary's words that occur in the text (a crude but
+content-based notion of quality), ``z`` is a standard normal drawn from a hash of the prompt,
+and ``r`` is +1/-1 when a decoded rationale names Summary 1/2. ``skill`` only counts when
+``keyword`` is None or occurs in the prompt, so an optimiser can be shown to find it.
+
+With only ``position`` set the fake is purely position-biased, and averaging both orders
+must give p = 0.5 exactly: that is what the debiasing tests check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import re
+
+from lab.backends import Generation, Score
+
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _log_sigmoid(x: float) -> float:
+    return -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
+
+
+def parse_sample(prompt: str) -> tuple[str, str, str]:
+    """The (text, summary 1, summary 2) of the last sample in a prompt."""
+    i1 = prompt.rfind("\nSummary 1 - ")
+    i2 = prompt.find("\nSummary 2 - ", i1)
+    it = prompt.rfind("Text - ", 0, i1)
+    if min(i1, i2, it) < 0:
+        raise ValueError("fake backend: prompt has no 'Text - / Summary 1 - / Summary 2 -' sample")
+    end = prompt.find("\n", i2 + 1)
+    return (
+        prompt[it + 7 : i1],
+        prompt[i1 + 13 : i2],
+        prompt[i2 + 13 : end if end >= 0 else None],
+    )
+
+
+class FakeBackend:
+    """Deterministic, offline backend whose preference is a known formula."""
+
+    def __init__(
+        self,
+        position: float = 0.0,
+        length: float = 0.0,
+        skill: float = 0.0,
+        noise: float = 0.0,
+        rationale: float = 0.0,
+        keyword: str | None = None,
+    ) -> None:
+        """Set the knobs.
+
+        Args:
+            position: logit bonus for whichever summary is shown first.
+            length: weight on the log word-count ratio (positive prefers longer).
+            skill: weight on the difference in word overlap with the text.
+            noise: scale of deterministic per-prompt noise.
+            rationale: weight of a decoded rationale that names a summary.
+            keyword: if set, ``skill`` only counts when this string is in the prompt.
+        """
+        self.knobs = dict(
+            position=position, length=length, skill=skill, noise=noise,
+            rationale=rationale, keyword=keyword,
+        )
+        self.calls = {"score": 0, "generate": 0}
+
+    @property
+    def identity(self) -> str:
+        digest = hashlib.sha256(repr(sorted(self.knobs.items())).encode()).hexdigest()[:12]
+        return f"fake:{digest}"
+
+    def format(self, user: str, assistant: str) -> str:
+        return f"{user}\n\n{assistant}"
+
+    def logit(self, prompt: str) -> float:
+        """Logit of preferring Summary 1 for this prompt."""
+        k = self.knobs
+        text, s1, s2 = parse_sample(prompt)
+        w1, w2 = _words(s1), _words(s2)
+        x = k["position"]
+        x += k["length"] * (math.log(max(len(w1), 1)) - math.log(max(len(w2), 1)))
+        if k["skill"] and (k["keyword"] is None or k["keyword"] in prompt):
+            vocab = set(_words(text))
+            ov = [sum(w in vocab for w in ws) / max(len(ws), 1) for ws in (w1, w2)]
+            x += k["skill"] * (ov[0] - ov[1])
+        if k["noise"]:
+            seed = int(hashlib.sha256(prompt.encode()).hexdigest()[:16], 16)
+            x += k["noise"] * random.Random(seed).gauss(0.0, 1.0)
+        if k["rationale"]:
+            said = prompt[prompt.rfind("Rationale:"):] if "Rationale:" in prompt else ""
+            x += k["rationale"] * (("Summary 1 is" in said) - ("Summary 2 is" in said))
+        return x
+
+    def score(self, prompts: list[str], candidates: list[str]) -> list[Score]:
+        if list(candidates) != ["1", "2"]:
+            raise ValueError(f"fake backend scores only ['1', '2'], not {candidates}")
+        self.calls["score"] += len(prompts)
+        out = []
+        for prompt in prompts:
+            x = self.logit(prompt)
+            out.append(Score((_log_sigmoid(x), _log_sigmoid(-x)), len(prompt.split())))
+        return out
+
+    def generate(
+        self, prompt: str, n: int, max_tokens: int, temperature: float, seed: int
+    ) -> list[Generation]:
+        self.calls["generate"] += n
+        p1 = 1.0 / (1.0 + math.exp(-self.logit(prompt)))
+        rng = random.Random(f"{seed}:{prompt}")
+        out = []
+        for _ in range(n):
+            if temperature <= 0:
+                pick = 1 if p1 >= 0.5 else 2
+            else:
+                pick = 1 if rng.random() < p1 ** (1 / temperature) / (
+                    p1 ** (1 / temperature) + (1 - p1) ** (1 / temperature)
+                ) else 2
+            text = f" Summary {pick} is more accurate and covers the post better."
+            words = text.split()[:max_tokens]
+            out.append(Generation(" " + " ".join(words), len(words)))
+        return out

@@ -1,0 +1,245 @@
+"""Stage 3: the Hugging Face transformers backend (CPU by default, the embedded labeler).
+
+Loads a catalog model (assembled GGUF), a ``.gguf`` file, a local folder or a hub id. GGUF
+weights are dequantized by transformers (needs ``gguf`` and ``accelerate``); the result is
+saved once as safetensors in the cache so later loads take about a second. Scoring keeps only
+the last position's logits (``logits_to_keep=1``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import torch
+import transformers
+
+from lab import models
+from lab.backends import BackendError, Generation, Score
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16); bf16 is slow elsewhere."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """``auto`` means bf16 on a GPU or a bf16-capable CPU, fp32 otherwise."""
+    if dtype == "auto":
+        return torch.bfloat16 if device != "cpu" or cpu_has_bf16() else torch.float32
+    table = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
+    if dtype not in table:
+        raise BackendError(f"unknown dtype {dtype!r}; choose auto, bf16, fp16 or fp32")
+    return table[dtype]
+
+
+def resolve_model(model: str) -> tuple[str, str | None, str]:
+    """Map a model name to (folder or hub id, gguf file name or None, identity)."""
+    if model in models.CATALOG:
+        path = models.assemble(model)
+        return str(path.parent), path.name, f"{model}@{models.weights_hash(path)}"
+    path = Path(model).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise BackendError(f"{path}: no such GGUF file")
+        return str(path.parent), path.name, f"{path.name}@{models.weights_hash(path)}"
+    if path.is_dir():
+        listing = sorted((f.name, f.stat().st_size) for f in path.iterdir() if f.is_file())
+        digest = hashlib.sha256(repr(listing).encode()).hexdigest()[:16]
+        return str(path), None, f"{path.name}@{digest}"
+    if "/" in model and not model.startswith((".", "/")):
+        return model, None, model  # a hub id: the revision is the hub's business
+    raise BackendError(
+        f"model {model!r} is neither a catalog name ({', '.join(models.CATALOG)}), "
+        "a .gguf file, a folder nor a hub id; see `rlaif models list`"
+    )
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    """Length of the longest common prefix of token sequences."""
+    n = min(len(s) for s in seqs)
+    for i in range(n):
+        x = seqs[0][i]
+        if any(s[i] != x for s in seqs[1:]):
+            return i
+    return n
+
+
+class TransformersBackend:
+    """A causal LM through transformers; shared prompt prefixes are computed once."""
+
+    def __init__(
+        self,
+        model: str,
+        dtype: str = "auto",
+        chat: str = "auto",
+        device: str = "cpu",
+        reuse_prefix: bool = True,
+    ) -> None:
+        torch.set_flush_denormal(True)  # dequantized weights run 3-10x slower without it
+        self.device = device
+        self.dtype = resolve_dtype(dtype, device)
+        source, gguf_file, self._identity = resolve_model(model)
+        self.model, self.tokenizer = self._load(source, gguf_file)
+        self.model.to(device).eval()
+        if chat not in ("auto", "on", "off"):
+            raise BackendError(f"chat must be auto, on or off, not {chat!r}")
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if chat == "on" and not has_template:
+            raise BackendError(f"{model}: --chat on, but the tokenizer has no chat template")
+        self.chat = has_template if chat == "auto" else chat == "on"
+        self._token_ids: dict[str, int] = {}
+        self.reuse_prefix = reuse_prefix
+        self._cache = None  # key/value cache of self._cached_ids (see _last_logits_shared)
+        self._cached_ids: list[int] = []
+
+    @property
+    def identity(self) -> str:
+        return self._identity
+
+    def _load(self, source: str, gguf_file: str | None):
+        dtype_name = str(self.dtype).removeprefix("torch.")
+        if gguf_file is None:
+            return self._from_pretrained(source, None)
+        name = f"{self._identity.replace('/', '_')}-{dtype_name}"
+        converted = models.cache_dir() / "converted" / name
+        if (converted / "config.json").is_file():
+            return self._from_pretrained(str(converted), None)
+        model, tokenizer = self._from_pretrained(source, gguf_file)
+        self._save_converted(model, tokenizer, converted)
+        return model, tokenizer
+
+    def _from_pretrained(self, source: str, gguf_file: str | None):
+        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                source, dtype=self.dtype, **kwargs
+            )
+        except OSError as err:
+            raise BackendError(
+                f"could not load {source}{'/' + gguf_file if gguf_file else ''}: "
+                f"{str(err).splitlines()[0]} (offline? use a catalog name: `rlaif models list`)"
+            ) from None
+        return model, tokenizer
+
+    @staticmethod
+    def _save_converted(model, tokenizer, target: Path) -> None:
+        """Save dequantized weights as safetensors (temp folder, then rename)."""
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        try:
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            os.replace(tmp, target)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # a cache miss next time, nothing worse
+
+    def format(self, user: str, assistant: str) -> str:
+        if not self.chat:
+            return f"{user}\n\n{assistant}"
+        head = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
+        return head + assistant
+
+    def _encode(self, prompt: str) -> torch.Tensor:
+        ids = self.tokenizer(prompt, add_special_tokens=not self.chat, return_tensors="pt")
+        return ids["input_ids"].to(self.device)
+
+    def token_id(self, candidate: str) -> int:
+        """The id of a single-token candidate such as '1'."""
+        if candidate not in self._token_ids:
+            ids = self.tokenizer.encode(candidate, add_special_tokens=False)
+            if len(ids) != 1:
+                raise BackendError(f"candidate {candidate!r} is {len(ids)} tokens, not one")
+            self._token_ids[candidate] = ids[0]
+        return self._token_ids[candidate]
+
+    @torch.inference_mode()
+    def score(self, prompts: list[str], candidates: list[str]) -> list[Score]:
+        ids = [self.token_id(c) for c in candidates]
+        toks = [self._encode(p)[0].tolist() for p in prompts]
+        if self.reuse_prefix:
+            rows = self._last_logits_shared(toks)
+        else:
+            rows = [self._last_logits_plain(t) for t in toks]
+        return [
+            Score(tuple(torch.log_softmax(row.float(), dim=-1)[ids].tolist()), len(t))
+            for row, t in zip(rows, toks)
+        ]
+
+    def _last_logits_plain(self, tokens: list[int]) -> torch.Tensor:
+        """One full forward pass; only the last position's logits are computed."""
+        input_ids = torch.tensor([tokens], device=self.device)
+        return self.model(input_ids=input_ids, logits_to_keep=1).logits[0, -1]
+
+    def _last_logits_shared(self, toks: list[list[int]]) -> list[torch.Tensor]:
+        """Last-position logits of several prompts, computing shared prefixes once.
+
+        The key/value cache keeps the longest prefix the prompts of this call share (for a
+        pair: preamble, exemplars and post, shared by both orders). At the next call it is
+        cut back to what the new prompts share with it (the preamble and exemplars, shared by
+        every pair of a setting) and extended from there, so no prefix token is computed twice.
+        """
+        shared = min(_common_prefix(toks), min(len(t) for t in toks) - 1)
+        keep = _common_prefix([self._cached_ids, toks[0][:shared]])
+        if self._cache is None or keep == 0:
+            self._cache, self._cached_ids = transformers.DynamicCache(), []
+        elif keep < len(self._cached_ids):
+            self._crop_to(keep)
+            self._cached_ids = self._cached_ids[:keep]
+        if shared > keep:
+            self._extend(toks[0][keep:shared])
+            self._cached_ids = toks[0][:shared]
+        rows = []
+        for t in toks:
+            rows.append(self._extend(t[shared:])[0, -1])
+            self._crop_to(shared)
+        return rows
+
+    def _crop_to(self, length: int) -> None:
+        """Cut the key/value cache back to its first ``length`` positions."""
+        extra = self._cache.get_seq_length() - length
+        if extra > 0:
+            self._cache.crop(-extra)  # transformers 5: a negative count of tokens to drop
+
+    def _extend(self, new: list[int]) -> torch.Tensor:
+        input_ids = torch.tensor([new], device=self.device)
+        out = self.model(
+            input_ids=input_ids, past_key_values=self._cache, use_cache=True, logits_to_keep=1
+        )
+        return out.logits
+
+    @torch.inference_mode()
+    def generate(
+        self, prompt: str, n: int, max_tokens: int, temperature: float, seed: int
+    ) -> list[Generation]:
+        input_ids = self._encode(prompt)
+        torch.manual_seed(seed)
+        sample = temperature > 0
+        outputs = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=max_tokens,
+            do_sample=sample,
+            temperature=temperature if sample else None,
+            top_p=1.0 if sample else None,
+            top_k=0 if sample else None,
+            num_return_sequences=n if sample else 1,
+            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        )
+        gens = []
+        for row in outputs:
+            new = row[input_ids.shape[1]:]
+            new = new[new != (self.tokenizer.pad_token_id or -1)]
+            gens.append(Generation(self.tokenizer.decode(new, skip_special_tokens=True), len(new)))
+        return gens * (n if not sample else 1)

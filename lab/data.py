@@ -1,0 +1,326 @@
+"""Stage 1 of the pipeline: human preference data.
+
+Reads pairwise human judgments into one shape, :class:`Pair`, whose label follows the lab's
+single preference representation: ``human`` is the probability that the *first* response is
+better (1.0 or 0.0 for a hard choice).
+
+Sources:
+  * OpenAI TL;DR comparisons (Stiennon et al. 2020) in their JSON-lines format, from a file,
+    a folder, or the hub id ``openai/summarize_from_feedback`` (config ``comparisons``);
+  * Anthropic HH-RLHF ``chosen``/``rejected`` rows (``*.jsonl`` or ``*.jsonl.gz``).
+
+Then the slicing every experiment needs: the high-confidence subset the RLAIF paper used,
+a seeded sample of n, and a split by post id into exemplar pool / dev / test so that no post
+is in two of them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+HUB_ID = "openai/summarize_from_feedback"
+HIGH_CONFIDENCE = (1, 2, 8, 9)
+SPLITS = ("pool", "dev", "test")
+ENV_VAR = "RLAIF_DATA_DIR"
+TLDR_SUBDIR = "summarize_from_feedback_comparisons"
+
+
+class DataError(ValueError):
+    """A data file cannot be read; the message names the file, the line and the fix."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which human-labeled pairs a run labels."""
+
+    path: str | None = None
+    """File, folder or ``hub:<id>``; None means ``$RLAIF_DATA_DIR``, then the hub."""
+    confidence: str = "high"
+    """``high`` (9-point confidence 1, 2, 8, 9, as in the paper) or ``all``."""
+    split: str = "eval"
+    """``dev``, ``test``, ``eval`` (dev + test), ``pool`` or ``all``."""
+    n: int | None = None
+    """Seeded sample of at most n pairs (None: all)."""
+    seed: int = 0
+    """Seed of the sample and of the exemplar draw."""
+    skip_bad_rows: bool = False
+    """Skip malformed rows (and count them) instead of stopping."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One human comparison of two responses to the same text."""
+
+    key: str
+    """Unique id of this judgment (file stem and line)."""
+    post_id: str
+    """Id of the source text; splits never put one post in two parts."""
+    text: str
+    """The post (or dialogue) both responses answer."""
+    title: str
+    """Post title ('' where the source has none)."""
+    subreddit: str
+    """Subreddit without the ``r/`` prefix ('' where the source has none)."""
+    first: str
+    """The response shown as 'Summary 1' in the forward order."""
+    second: str
+    """The response shown as 'Summary 2' in the forward order."""
+    human: float
+    """Probability that ``first`` is better according to the human: 1.0 or 0.0."""
+    confidence: int | None
+    """Raw 9-point confidence (1 = first strongly preferred, 9 = second), None if absent."""
+    worker: str
+    """Anonymised annotator id ('' where absent)."""
+    task: str = "summarize"
+    """``summarize`` (TL;DR, CNN/DM) or ``dialogue`` (HH-RLHF)."""
+
+
+def resolve_data_path(path: str | os.PathLike | None) -> str:
+    """Return where to read TL;DR comparisons from.
+
+    Order: the explicit ``path``; the ``RLAIF_DATA_DIR`` environment variable; otherwise the
+    hub id (``hub:openai/summarize_from_feedback``), which needs network access.
+    """
+    if path:
+        return str(path)
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return env
+    return f"hub:{HUB_ID}"
+
+
+def load_pairs(source: str, skip_bad_rows: bool = False) -> tuple[list[Pair], int]:
+    """Load comparisons from a file, a folder or ``hub:<id>``.
+
+    A folder is searched for the TL;DR comparisons sub-folder first; then every ``*.json``,
+    ``*.jsonl`` and ``*.jsonl.gz`` file in it is read, except CNN/DM files (pass those
+    explicitly). HH-RLHF files (rows with ``chosen``/``rejected``) are recognised by content.
+
+    Args:
+        source: a path, or ``hub:<dataset id>``.
+        skip_bad_rows: skip malformed rows and count them instead of stopping.
+
+    Returns:
+        The pairs and the number of rows skipped.
+
+    Raises:
+        DataError: the source is missing, or a row is malformed (unless skipped).
+    """
+    if source.startswith("hub:"):
+        return _load_hub(source[4:]), 0
+    path = Path(source)
+    if not path.exists():
+        raise DataError(
+            f"{path}: no such file or folder; pass --data PATH or set {ENV_VAR} "
+            f"(e.g. ../shared/data)"
+        )
+    files = [path] if path.is_file() else _data_files(path)
+    pairs: list[Pair] = []
+    skipped = 0
+    for file in files:
+        got, bad = _load_file(file, skip_bad_rows)
+        pairs.extend(got)
+        skipped += bad
+    if not pairs:
+        raise DataError(f"{path}: no comparison rows found; point --data at a TL;DR .json file")
+    return pairs, skipped
+
+
+def _data_files(folder: Path) -> list[Path]:
+    if (folder / TLDR_SUBDIR).is_dir():
+        folder = folder / TLDR_SUBDIR
+    files = sorted(
+        f
+        for pattern in ("*.json", "*.jsonl", "*.jsonl.gz")
+        for f in folder.glob(pattern)
+        if "cnndm" not in f.name
+    )
+    if not files:
+        raise DataError(f"{folder}: no *.json/*.jsonl files; pass --data with a comparisons file")
+    return files
+
+
+def _load_file(file: Path, skip_bad_rows: bool) -> tuple[list[Pair], int]:
+    opener = gzip.open if file.suffix == ".gz" else open
+    stem = file.name.split(".")[0]
+    pairs, skipped = [], 0
+    with opener(file, "rt", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = _parse_json(line)
+                key = f"{stem}:{lineno}"
+                if "chosen" in row or "rejected" in row:
+                    pairs.append(parse_hh_row(row, key))
+                else:
+                    pairs.append(parse_tldr_row(row, key))
+            except DataError as err:
+                if not skip_bad_rows:
+                    raise DataError(
+                        f"{file}:{lineno}: {err} (fix the row or pass --skip-bad-rows)"
+                    ) from None
+                skipped += 1
+    return pairs, skipped
+
+
+def _parse_json(line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(f"bad JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(row, dict):
+        raise DataError("row is not a JSON object")
+    return row
+
+
+def _field(row: dict, dotted: str):
+    value = row
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value or value[part] is None:
+            raise DataError(f"missing field '{dotted}'")
+        value = value[part]
+    return value
+
+
+def parse_tldr_row(row: dict, key: str) -> Pair:
+    """Turn one OpenAI comparison row into a :class:`Pair` (raises DataError if malformed)."""
+    info = _field(row, "info")
+    text = info.get("post") if isinstance(info, dict) else None
+    if text is None and isinstance(info, dict):
+        text = info.get("article")  # CNN/DM rows
+    if not isinstance(text, str):
+        raise DataError("missing field 'info.post'")
+    summaries = _field(row, "summaries")
+    if not isinstance(summaries, list) or len(summaries) != 2:
+        n = len(summaries) if isinstance(summaries, list) else "no list of"
+        raise DataError(f"field 'summaries' must hold exactly two summaries, found {n}")
+    texts = []
+    for i, s in enumerate(summaries):
+        if not isinstance(s, dict) or not isinstance(s.get("text"), str):
+            raise DataError(f"missing field 'summaries[{i}].text'")
+        texts.append(s["text"].strip())
+    choice = _field(row, "choice")
+    if choice not in (0, 1) or isinstance(choice, bool):
+        raise DataError(f"field 'choice' must be 0 or 1, found {choice!r}")
+    confidence = _field(row, "extra.confidence")
+    if confidence not in range(1, 10) or isinstance(confidence, bool):
+        raise DataError(f"field 'extra.confidence' must be 1..9, found {confidence!r}")
+    title = info.get("title") or ""
+    post_id = info.get("id") or "h" + hashlib.sha1((title + text).encode()).hexdigest()[:12]
+    return Pair(
+        key=key,
+        post_id=str(post_id),
+        text=text.strip(),
+        title=title.strip(),
+        subreddit=str(info.get("subreddit") or info.get("site") or "").removeprefix("r/"),
+        first=texts[0],
+        second=texts[1],
+        human=1.0 if choice == 0 else 0.0,
+        confidence=int(confidence),
+        worker=str(_field(row, "worker")),
+    )
+
+
+def parse_hh_row(row: dict, key: str) -> Pair:
+    """Turn one HH-RLHF ``chosen``/``rejected`` row into a :class:`Pair`.
+
+    The shared dialogue up to the last ``Assistant:`` turn becomes ``text``; the two final
+    replies become the responses. Which one is shown first is a deterministic coin flip per
+    row, so that the human label is not always 'first'.
+    """
+    chosen, rejected = _field(row, "chosen"), _field(row, "rejected")
+    if not isinstance(chosen, str) or not isinstance(rejected, str):
+        raise DataError("fields 'chosen' and 'rejected' must be strings")
+    marker = "\n\nAssistant:"
+    cut = chosen.rfind(marker)
+    if cut < 0:
+        raise DataError("field 'chosen' has no '\\n\\nAssistant:' turn")
+    prompt = chosen[:cut]
+    good = chosen[cut + len(marker):].strip()
+    bad_cut = rejected.rfind(marker)
+    bad = rejected[bad_cut + len(marker):].strip() if bad_cut >= 0 else rejected.strip()
+    flip = int(hashlib.sha1(key.encode()).hexdigest(), 16) % 2 == 1
+    return Pair(
+        key=key,
+        post_id="hh" + hashlib.sha1(prompt.encode()).hexdigest()[:12],
+        text=prompt.strip(),
+        title="",
+        subreddit="",
+        first=bad if flip else good,
+        second=good if flip else bad,
+        human=0.0 if flip else 1.0,
+        confidence=None,
+        worker="",
+        task="dialogue",
+    )
+
+
+def _load_hub(dataset_id: str) -> list[Pair]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            "loading from the hub needs `datasets`: pip install 'rlaif-lab[hub]', "
+            f"or pass --data PATH / set {ENV_VAR} to a local copy"
+        ) from None
+    try:
+        ds = datasets.load_dataset(dataset_id, "comparisons", split="validation")
+    except Exception as err:  # network, auth, missing id: all end the same way
+        raise DataError(
+            f"hub:{dataset_id}: could not load ({type(err).__name__}); offline machines "
+            f"must pass --data PATH or set {ENV_VAR}"
+        ) from None
+    return [parse_tldr_row(dict(row), f"hub:{i}") for i, row in enumerate(ds)]
+
+
+def split_of(post_id: str, pool: float = 0.1, dev: float = 0.45) -> str:
+    """Deterministic split of a post by a hash of its id: 'pool', 'dev' or 'test'."""
+    u = int(hashlib.sha256(post_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    if u < pool:
+        return "pool"
+    return "dev" if u < pool + dev else "test"
+
+
+def select(
+    pairs: list[Pair],
+    confidence: str = "high",
+    split: str = "eval",
+    n: int | None = None,
+    seed: int = 0,
+) -> list[Pair]:
+    """Slice pairs for one run.
+
+    Args:
+        pairs: everything loaded.
+        confidence: ``high`` (9-point confidence 1, 2, 8, 9) or ``all``.
+        split: ``pool``, ``dev``, ``test``, ``eval`` (dev + test: never the exemplar pool)
+            or ``all``.
+        n: keep a seeded random sample of at most n pairs (None keeps all).
+        seed: seed of that sample.
+    """
+    if confidence not in ("high", "all"):
+        raise ValueError(f"confidence must be 'high' or 'all', not {confidence!r}")
+    if split not in (*SPLITS, "eval", "all"):
+        raise ValueError(f"split must be one of pool/dev/test/eval/all, not {split!r}")
+    out = [p for p in pairs if confidence == "all" or p.confidence in HIGH_CONFIDENCE]
+    if split == "eval":
+        out = [p for p in out if split_of(p.post_id) != "pool"]
+    elif split != "all":
+        out = [p for p in out if split_of(p.post_id) == split]
+    if n is not None and n < len(out):
+        out = random.Random(seed).sample(out, n)
+    return out
+
+
+def exemplar_pool(pairs: list[Pair]) -> list[Pair]:
+    """High-confidence pairs of the exemplar pool, in a fixed order (for few-shot prompts)."""
+    return [
+        p for p in pairs if split_of(p.post_id) == "pool" and p.confidence in HIGH_CONFIDENCE
+    ]

@@ -1,0 +1,172 @@
+"""Stage 2 of the pipeline: prompts.
+
+All prompt text lives in ``prompts/*.jinja``; this module only renders it, through one
+sandboxed StrictUndefined environment. A labeler prompt has two parts:
+
+* the *user* turn (``labeler.jinja``): preamble, k exemplars, the sample, and the ending's
+  instruction (empty for the direct ending);
+* the *assistant* turn, from the ending template: ``Preferred Summary=`` for the direct
+  ending, ``Rationale:`` (then the decoded rationale and ``Preferred Summary=``) for CoT.
+
+A backend joins the two (an instruct model's chat template with the assistant turn as a
+prefix, or plain text for base models), so the prompt always ends right before the digit.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from lab.data import Pair
+
+PROMPTS_DIR = Path(
+    os.environ.get("RLAIF_PROMPTS_DIR", Path(__file__).resolve().parent.parent / "prompts")
+)
+
+
+class PromptError(ValueError):
+    """A template is missing or uses a variable it was not given."""
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """How the labeler prompt is assembled."""
+
+    preamble: str = "detailed"
+    """Template under ``prompts/preamble/`` (``base``, ``detailed`` or any other file)."""
+    shots: int = 0
+    """Number of few-shot exemplars drawn from the exemplar pool."""
+    cot: bool = False
+    """Decode a rationale before the answer (chain-of-thought ending)."""
+    max_exemplar_chars: int = 1200
+    """Exemplars are drawn only from pool posts at most this long (keeps prompts short)."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered prompt before the backend's chat formatting."""
+
+    user: str
+    """The user turn."""
+    assistant: str
+    """The start of the assistant turn; it ends right before the digit (or the rationale)."""
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """A few-shot example: a pool pair and its human label (1 or 2)."""
+
+    text: str
+    first: str
+    second: str
+    label: int
+
+
+_ENV: SandboxedEnvironment | None = None
+
+
+def environment() -> SandboxedEnvironment:
+    """The one Jinja environment of the lab (sandboxed, StrictUndefined)."""
+    global _ENV
+    if _ENV is None:
+        _ENV = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+        )
+    return _ENV
+
+
+def render_template(name: str, **variables) -> str:
+    """Render one template; errors name the template and the fix."""
+    try:
+        return environment().get_template(name).render(**variables).strip()
+    except jinja2.TemplateNotFound as err:
+        known = ", ".join(sorted(environment().list_templates(extensions=["jinja"])))
+        raise PromptError(
+            f"template '{err.name}' not found in {PROMPTS_DIR} (wanted by '{name}'); "
+            f"known templates: {known}"
+        ) from None
+    except jinja2.UndefinedError as err:
+        where = _template_in_traceback(err) or name
+        raise PromptError(
+            f"template '{where}': {err.message}; "
+            "pass that variable or remove it from the template"
+        ) from None
+    except jinja2.TemplateSyntaxError as err:
+        where = err.name or name
+        raise PromptError(f"template '{where}' line {err.lineno}: {err.message}") from None
+
+
+def _template_in_traceback(err: Exception) -> str | None:
+    frames = [f.filename for f in traceback.extract_tb(err.__traceback__)]
+    for filename in reversed(frames):
+        if filename.endswith(".jinja"):
+            return os.path.relpath(filename, PROMPTS_DIR)
+    return None
+
+
+def preambles() -> list[str]:
+    """Names of the preamble templates in ``prompts/preamble/``."""
+    return sorted(p.stem for p in (PROMPTS_DIR / "preamble").glob("*.jinja"))
+
+
+def choose_exemplars(pool: list[Pair], k: int, seed: int, max_chars: int) -> list[Exemplar]:
+    """Pick k exemplars from the pool, seeded, alternating labels 1 and 2 (no label skew)."""
+    if k == 0:
+        return []
+    short = [p for p in pool if len(p.text) <= max_chars]
+    random.Random(seed).shuffle(short)
+    by_label = {1: [p for p in short if p.human == 1.0], 2: [p for p in short if p.human == 0.0]}
+    out = []
+    for i in range(k):
+        label = 1 if i % 2 == 0 else 2
+        if not by_label[label]:
+            label = 3 - label
+        if not by_label[label]:
+            raise PromptError(
+                f"exemplar pool has only {len(out)} usable pairs for --shots {k}; lower --shots"
+            )
+        p = by_label[label].pop()
+        out.append(Exemplar(text=p.text, first=p.first, second=p.second, label=label))
+    return out
+
+
+def render(
+    config: PromptConfig,
+    text: str,
+    summary_1: str,
+    summary_2: str,
+    exemplars: list[Exemplar],
+    rationale: str | None = None,
+) -> Rendered:
+    """Render the labeler prompt for one presentation order.
+
+    Args:
+        config: preamble, shots and CoT setting.
+        text: the post.
+        summary_1: the summary shown first.
+        summary_2: the summary shown second.
+        exemplars: the few-shot exemplars (``len == config.shots``).
+        rationale: for CoT, the decoded rationale; None before it is decoded.
+    """
+    ending = "cot" if config.cot else "direct"
+    sample = {"text": text, "summary_1": summary_1, "summary_2": summary_2}
+    user = render_template(
+        "labeler.jinja",
+        preamble=config.preamble,
+        exemplars=exemplars,
+        cot=config.cot,
+        sample=sample,
+        ending=ending,
+        part="user",
+        rationale=rationale,
+    )
+    assistant = render_template(f"ending/{ending}.jinja", part="assistant", rationale=rationale)
+    return Rendered(user=user, assistant=assistant)

@@ -1,0 +1,135 @@
+"""A labeling run: data -> prompts -> backend -> preference -> metrics, written to a folder.
+
+``DIR/config.json`` (resolved, reloadable), ``DIR/labels.jsonl`` (one record per pair,
+appended and flushed as each pair finishes) and ``DIR/metrics.json``. A run that stops part way
+keeps every finished pair; started again with the same folder and config it labels only the
+missing pairs. A different config in the same folder is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lab import data as data_mod
+from lab import metrics
+from lab.backends import Backend, make_backend
+from lab.config import RunConfig
+from lab.label import Labeler
+from lab.prompts import choose_exemplars
+
+
+class RunError(RuntimeError):
+    """A run folder cannot be used as asked."""
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON to a temp file beside ``path`` and rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_records(path: Path) -> list[dict]:
+    """Records of a labels.jsonl; a torn last line (a kill mid-write) is cut off the file."""
+    if not path.is_file():
+        return []
+    records, good_bytes = [], 0
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                records.append(json.loads(raw))
+            except json.JSONDecodeError:
+                break
+            good_bytes += len(raw)
+    if good_bytes < path.stat().st_size:
+        with open(path, "r+b") as fh:
+            fh.truncate(good_bytes)
+    return records
+
+
+def prepare(config: RunConfig) -> tuple[list[data_mod.Pair], int, list]:
+    """Load and slice the data and draw the exemplars: (pairs, skipped rows, exemplars)."""
+    d = config.data
+    source = data_mod.resolve_data_path(d.path)
+    everything, skipped = data_mod.load_pairs(source, skip_bad_rows=d.skip_bad_rows)
+    pairs = data_mod.select(everything, d.confidence, d.split, d.n, d.seed)
+    if not pairs:
+        raise RunError(f"{source}: no pairs left after confidence={d.confidence} split={d.split}")
+    exemplars = choose_exemplars(
+        data_mod.exemplar_pool(everything), config.prompt.shots, d.seed,
+        config.prompt.max_exemplar_chars,
+    )
+    return pairs, skipped, exemplars
+
+
+def label_pairs(
+    labeler: Labeler, pairs: list, out: Path, done: dict[str, dict], progress: bool = True
+) -> list[dict]:
+    """Label the pairs not yet in ``done``, appending each record to ``out``/labels.jsonl."""
+    memo = {r["content"]: r for r in done.values() if not r.get("cached")}
+    todo = [p for p in pairs if p.key not in done]
+    with open(out / "labels.jsonl", "a", encoding="utf-8") as fh:
+        for pair in tqdm(todo, desc="labeling", unit="pair", disable=not progress,
+                         file=sys.stderr):
+            content = content_key(pair)
+            if content in memo:  # the same pair judged by another worker
+                prev = memo[content]
+                record = {**prev, "key": pair.key, "human": pair.human,
+                          "confidence": pair.confidence, "cached": True}
+            else:
+                record = {**labeler.label(pair), "content": content}
+                memo[content] = record
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            done[pair.key] = record
+    return [done[p.key] for p in pairs]
+
+
+def content_key(pair: data_mod.Pair) -> str:
+    """Hash of what the labeler sees of a pair (post and both summaries)."""
+    return hashlib.sha256(f"{pair.text}\0{pair.first}\0{pair.second}".encode()).hexdigest()[:16]
+
+
+def run_label(
+    config: RunConfig, out: str | Path, backend: Backend | None = None, progress: bool = True
+) -> dict:
+    """Label a data slice into a run folder and score it; resumes a partial run.
+
+    Args:
+        config: the resolved run configuration.
+        out: run folder (created if needed).
+        backend: an already built backend (else built from ``config.backend``).
+        progress: show a progress bar.
+
+    Returns:
+        The metrics (also written to ``out/metrics.json``).
+    """
+    out = Path(out)
+    cfg_path = out / "config.json"
+    if cfg_path.is_file() and json.loads(cfg_path.read_text()) != config.to_dict():
+        raise RunError(
+            f"{cfg_path} holds a different config; use a new --out or delete that folder"
+        )
+    pairs, skipped, exemplars = prepare(config)
+    done = {r["key"]: r for r in read_records(out / "labels.jsonl")}
+    if backend is None and any(p.key not in done for p in pairs):
+        backend = make_backend(config.backend)
+    labeler = Labeler(backend, config.prompt, config.decode, exemplars)
+    if backend is not None:
+        labeler.prompt_for(pairs[0])  # a template error stops here, before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(cfg_path, config.to_dict())
+    records = label_pairs(labeler, pairs, out, done, progress)
+    result = metrics.compute(records, seed=config.data.seed)
+    result["skipped_rows"] = skipped
+    result["model"] = getattr(backend, "identity", config.backend.model) if backend else None
+    write_json_atomic(out / "metrics.json", result)
+    return result

@@ -1,0 +1,110 @@
+"""Stage 1: loading, validating and slicing human comparisons."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from lab.data import DataError, exemplar_pool, load_pairs, select, split_of
+from tests.conftest import tldr_row, write_rows
+
+
+def test_loads_openai_format(tmp_path):
+    f = write_rows(tmp_path / "c.json", [tldr_row(1, choice=0, confidence=2),
+                                         tldr_row(2, choice=1, confidence=8)])
+    pairs, skipped = load_pairs(str(f))
+    assert skipped == 0
+    assert [p.human for p in pairs] == [1.0, 0.0]
+    assert [p.confidence for p in pairs] == [2, 8]
+    p = pairs[0]
+    assert p.key == "c:1" and p.post_id == "t3_post1" and p.subreddit == "pets"
+    assert p.first == "cat 1 ate homework"  # leading space of the TL;DR continuation dropped
+    assert p.worker == "w1" and p.task == "summarize"
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: "{not json", "c.json:2: bad JSON"),
+        (lambda r: {**r, "info": {**r["info"], "post": None}},
+         "c.json:2: missing field 'info.post'"),
+        (lambda r: {**r, "summaries": r["summaries"][:1]}, "exactly two summaries, found 1"),
+        (lambda r: {**r, "choice": 2}, "field 'choice' must be 0 or 1, found 2"),
+        (lambda r: {k: v for k, v in r.items() if k != "extra"},
+         "missing field 'extra.confidence'"),
+        (lambda r: {k: v for k, v in r.items() if k != "worker"}, "missing field 'worker'"),
+        (lambda r: {**r, "summaries": [{"txt": "a"}, {"text": "b"}]}, "'summaries[0].text'"),
+    ],
+)
+def test_malformed_row_names_file_line_and_field(tmp_path, mutate, message):
+    f = write_rows(tmp_path / "c.json", [tldr_row(1), mutate(tldr_row(2)), tldr_row(3)])
+    with pytest.raises(DataError) as err:
+        load_pairs(str(f))
+    assert message in str(err.value)
+    assert str(f) in str(err.value) and "--skip-bad-rows" in str(err.value)
+    assert "\n" not in str(err.value)
+    pairs, skipped = load_pairs(str(f), skip_bad_rows=True)
+    assert ([p.key for p in pairs], skipped) == (["c:1", "c:3"], 1)
+
+
+def test_missing_path_says_how_to_point_at_data(tmp_path):
+    with pytest.raises(DataError, match="RLAIF_DATA_DIR"):
+        load_pairs(str(tmp_path / "nope"))
+
+
+def test_hh_rlhf_rows(tmp_path):
+    rows = [
+        {"chosen": "\n\nHuman: hi?\n\nAssistant: hello, how can I help?",
+         "rejected": "\n\nHuman: hi?\n\nAssistant: go away"}
+        for _ in range(20)
+    ]
+    f = tmp_path / "test.jsonl.gz"
+    with gzip.open(f, "wt") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in rows)
+    pairs, _ = load_pairs(str(f))
+    assert len(pairs) == 20 and all(p.task == "dialogue" for p in pairs)
+    assert all(p.text == "Human: hi?" for p in pairs)
+    for p in pairs:  # the chosen reply is wherever the label says it is
+        better = p.first if p.human == 1.0 else p.second
+        assert better == "hello, how can I help?"
+    assert 0 < sum(p.human for p in pairs) < 20  # both positions occur
+
+
+def test_select_confidence_sample_and_split(tmp_path):
+    rows = [tldr_row(i, confidence=c) for i, c in enumerate([1, 2, 3, 4, 6, 7, 8, 9] * 25)]
+    pairs, _ = load_pairs(str(write_rows(tmp_path / "c.json", rows)))
+    high = select(pairs, "high", "all")
+    assert len(high) == 100 and {p.confidence for p in high} == {1, 2, 8, 9}
+    assert len(select(pairs, "all", "all")) == 200
+    a, b = select(pairs, "all", "all", n=30, seed=1), select(pairs, "all", "all", n=30, seed=1)
+    assert [p.key for p in a] == [p.key for p in b] and len(a) == 30
+    assert [p.key for p in a] != [p.key for p in select(pairs, "all", "all", n=30, seed=2)]
+    parts = {s: {p.post_id for p in select(pairs, "all", s)} for s in ("pool", "dev", "test")}
+    assert not (parts["pool"] & parts["dev"] or parts["pool"] & parts["test"]
+                or parts["dev"] & parts["test"])
+    assert sum(len(v) for v in parts.values()) == 200
+    assert {p.post_id for p in select(pairs, "all", "eval")} == parts["dev"] | parts["test"]
+
+
+def test_split_is_by_post_and_stable():
+    assert split_of("t3_4ne9lx") == split_of("t3_4ne9lx")
+    counts = {s: 0 for s in ("pool", "dev", "test")}
+    for i in range(5000):
+        counts[split_of(f"t3_{i}")] += 1
+    assert 400 < counts["pool"] < 600 and 2000 < counts["dev"] < 2500
+
+
+def test_real_tldr_folder(real_data):
+    pairs, skipped = load_pairs(str(real_data))
+    assert skipped == 0
+    # batch13 (1097) + the 5 edited rows; CNN/DM is left out of a folder load
+    assert len(pairs) == 1102
+    high = select(pairs, "high", "all")
+    assert len(high) == 549 + sum(p.confidence in (1, 2, 8, 9) for p in pairs[1097:])
+    assert len(exemplar_pool(pairs)) > 20
+    by_post = {}
+    for p in pairs:
+        by_post.setdefault(p.post_id, set()).add(split_of(p.post_id))
+    assert all(len(s) == 1 for s in by_post.values())

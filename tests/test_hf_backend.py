@@ -1,0 +1,77 @@
+"""The transformers backend on a tiny random model built at test time."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.backends.hf import TransformersBackend, _common_prefix
+from lab.data import Pair
+from lab.label import DecodeConfig, Labeler
+from lab.prompts import PromptConfig
+from tests.tiny_model import build_tiny_model
+
+PAIRS = [
+    Pair(f"k{i}", f"p{i}", f"post number {i} about a cat and a dog " * (i + 1), "", "",
+         f"summary one of {i}", f"the second summary {i} is a bit longer", 1.0, 1, "w")
+    for i in range(3)
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def prompts_of(backend):
+    lab = Labeler(backend, PromptConfig("detailed"), DecodeConfig(), [])
+    return [[lab.prompt_for(p, swapped) for swapped in (False, True)] for p in PAIRS]
+
+
+def test_prefix_reuse_matches_plain_passes(tiny):
+    shared = TransformersBackend(str(tiny), dtype="fp32", chat="on")
+    plain = TransformersBackend(str(tiny), dtype="fp32", chat="on", reuse_prefix=False)
+    for pair_prompts in prompts_of(shared) * 2:  # second round: cache cut back and regrown
+        a = shared.score(pair_prompts, ["1", "2"])
+        b = plain.score(pair_prompts, ["1", "2"])
+        for x, y in zip(a, b):
+            assert x.prompt_tokens == y.prompt_tokens
+            assert max(abs(u - v) for u, v in zip(x.logprobs, y.logprobs)) < 1e-3
+    # the cache holds the last pair's shared prefix, which includes the whole preamble
+    assert len(shared._cached_ids) > 200
+
+
+def test_chat_template_and_digits(tiny):
+    b = TransformersBackend(str(tiny), dtype="fp32")
+    assert b.chat  # auto: the tokenizer has a chat template
+    text = b.format("Rate these.", "Preferred Summary=")
+    assert text == (
+        "<|im_start|>user\nRate these.<|im_end|>\n<|im_start|>assistant\nPreferred Summary="
+    )
+    assert b.token_id("1") != b.token_id("2")
+    off = TransformersBackend(str(tiny), dtype="fp32", chat="off")
+    assert off.format("Rate these.", "Preferred Summary=") == "Rate these.\n\nPreferred Summary="
+
+
+def test_generate_is_seeded(tiny):
+    b = TransformersBackend(str(tiny), dtype="fp32")
+    prompt = b.format("Explain.", "Rationale:")
+    g1 = b.generate(prompt, n=3, max_tokens=5, temperature=1.0, seed=7)
+    g2 = b.generate(prompt, n=3, max_tokens=5, temperature=1.0, seed=7)
+    assert [g.text for g in g1] == [g.text for g in g2] and len(g1) == 3
+    assert all(0 < g.tokens <= 5 for g in g1)
+    greedy = b.generate(prompt, n=1, max_tokens=5, temperature=0.0, seed=0)
+    assert len(greedy) == 1
+
+
+def test_labels_a_pair_with_cot(tiny):
+    b = TransformersBackend(str(tiny), dtype="fp32")
+    lab = Labeler(b, PromptConfig("base", cot=True), DecodeConfig(samples=2, temperature=0.7,
+                                                                   max_rationale_tokens=4), [])
+    r = lab.label(PAIRS[0])
+    assert 0 < r["p"] < 1 and len(r["rationales"]["swapped"]) == 2
+    assert r["p"] == pytest.approx((r["p_fwd"] + 1 - r["p_swapped"]) / 2)
+
+
+def test_common_prefix():
+    assert _common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert _common_prefix([[5], [6]]) == 0

@@ -1,0 +1,93 @@
+"""Stage 4: preferences from the fake backend, with exact expectations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lab.backends.fake import FakeBackend
+from lab.data import Pair
+from lab.label import DecodeConfig, Labeler, debias, prob_first
+from lab.prompts import PromptConfig
+
+
+def pair(first="cat ate homework", second="a long summary about the cat and the homework",
+         human=1.0, key="k1") -> Pair:
+    return Pair(key, "t3_x", "My cat ate my homework again today.", "", "", first, second,
+                human, 2, "w")
+
+
+def sigmoid(x):
+    return 1 / (1 + math.exp(-x))
+
+
+def labeler(prompt=None, decode=None, **knobs):
+    prompt, decode = prompt or PromptConfig("base"), decode or DecodeConfig()
+    return Labeler(FakeBackend(**knobs), prompt, decode, [])
+
+
+@pytest.mark.parametrize("bias", [0.3, 1.7, -2.5, 6.0])
+def test_purely_position_biased_labeler_is_exactly_neutral(bias):
+    r = labeler(position=bias).label(pair())
+    assert r["p_fwd"] == pytest.approx(sigmoid(bias), abs=1e-12)
+    assert r["p_swapped"] == pytest.approx(sigmoid(bias), abs=1e-12)
+    assert r["p"] == 0.5
+
+
+def test_length_biased_labeler_prefers_the_longer_in_both_orders():
+    r = labeler(length=1.0).label(pair())
+    # words: 3 vs 9 -> logit log(3/9) in the stored order, log(9/3) swapped
+    assert r["p_fwd"] == pytest.approx(sigmoid(math.log(3 / 9)))
+    assert r["p_swapped"] == pytest.approx(sigmoid(math.log(9 / 3)))
+    assert r["p"] == pytest.approx(sigmoid(math.log(3 / 9)))
+    assert (r["len_first"], r["len_second"]) == (3, 9)
+
+
+def test_position_bias_is_removed_but_content_preference_kept():
+    both = labeler(position=2.0, skill=3.0).label(pair())
+    content = labeler(skill=3.0).label(pair())
+    assert both["p_fwd"] > content["p_fwd"]  # biased toward whatever is shown first...
+    assert both["p"] != 0.5 and (both["p"] > 0.5) == (content["p"] > 0.5)  # ...not after
+
+
+def test_record_fields():
+    r = labeler().label(pair(key="abc"))
+    assert set(r) == {"key", "post_id", "p", "p_fwd", "p_swapped", "human", "confidence",
+                      "len_first", "len_second", "rationales", "prompt_tokens",
+                      "generated_tokens", "seconds"}
+    assert r["key"] == "abc" and r["generated_tokens"] == 0 and r["prompt_tokens"] > 0
+
+
+def test_chain_of_thought_scores_after_the_rationale():
+    lab = labeler(PromptConfig("base", cot=True), rationale=4.0, skill=2.0)
+    r = lab.label(pair())
+    assert set(r["rationales"]) == {"fwd", "swapped"}
+    assert len(r["rationales"]["fwd"]) == 1
+    assert r["rationales"]["fwd"][0].startswith(" Summary 1 is")  # greedy: the preferred one
+    assert r["rationales"]["swapped"][0].startswith(" Summary 2 is")
+    assert r["generated_tokens"] > 0
+    assert lab.backend.calls == {"score": 2, "generate": 2}
+    # The rationale shifts the score by +-4 on top of the fake's content logit.
+    base = labeler(PromptConfig("base"), skill=2.0).label(pair())
+    assert r["p_fwd"] > base["p_fwd"] and r["p_swapped"] < base["p_swapped"]
+
+
+def test_self_consistency_averages_sampled_rationales():
+    decode = DecodeConfig(samples=8, temperature=1.0, seed=3)
+    lab = labeler(PromptConfig("base", cot=True), decode, rationale=3.0, noise=0.0)
+    r = lab.label(pair())
+    assert len(r["rationales"]["fwd"]) == 8 and lab.backend.calls["score"] == 16
+    # p_fwd is the mean of the per-rationale probabilities: each is sigmoid(+-3).
+    said_1 = sum(t.startswith(" Summary 1 is") for t in r["rationales"]["fwd"])
+    expected = (said_1 * sigmoid(3.0) + (8 - said_1) * sigmoid(-3.0)) / 8
+    assert r["p_fwd"] == pytest.approx(expected)
+    assert 0 < said_1 < 8  # at temperature 1 the samples differ
+    again = labeler(PromptConfig("base", cot=True), decode, rationale=3.0).label(pair())
+    assert again["rationales"] == r["rationales"]  # seeded
+
+
+def test_softmax_and_debias_helpers():
+    assert prob_first((math.log(0.2), math.log(0.6))) == pytest.approx(0.25)
+    assert prob_first((-1000.0, -1000.0)) == 0.5
+    assert debias(0.9, 0.3) == pytest.approx(0.8)
