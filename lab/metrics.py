@@ -11,7 +11,8 @@ agreement (the expected score of breaking it by a coin).
   baseline's alignment on the same pairs, and alignment split by the human's length preference;
 * calibration: Brier score and expected calibration error against the human choices, and a
   Brier score against the human 9-point confidence read as a probability;
-* cost: tokens and seconds per pair.
+* cost: tokens and seconds per pair (a label fetched from the cache keeps the cost of
+  computing it, so cost describes the setting, not the cache).
 """
 
 from __future__ import annotations
@@ -90,7 +91,6 @@ def compute(records: list[dict], seed: int = 0) -> dict:
     human_longer = agreement(human[decided], length_pred[decided])
     human_pref_longer = decided & (agreement(human, length_pred) == 1)
     human_pref_shorter = decided & (agreement(human, length_pred) == 0)
-    computed = [r for r in records if not r.get("cached")] or records
 
     out = {
         "n": len(records),
@@ -113,11 +113,11 @@ def compute(records: list[dict], seed: int = 0) -> dict:
         "alignment_when_human_prefers_shorter": _mean(agree[human_pref_shorter]),
         "brier": _mean((p - human) ** 2),
         "ece": expected_calibration_error(p, human),
-        "prompt_tokens_per_pair": _mean(np.array([r["prompt_tokens"] for r in computed], float)),
+        "prompt_tokens_per_pair": _mean(np.array([r["prompt_tokens"] for r in records], float)),
         "generated_tokens_per_pair": _mean(
-            np.array([r["generated_tokens"] for r in computed], float)
+            np.array([r["generated_tokens"] for r in records], float)
         ),
-        "seconds_per_pair": _mean(np.array([r["seconds"] for r in computed], float)),
+        "seconds_per_pair": _mean(np.array([r["seconds"] for r in records], float)),
     }
     has_conf = conf > 0
     out["brier_vs_confidence"] = _mean((p[has_conf] - human_soft(conf[has_conf])) ** 2)

@@ -8,7 +8,6 @@ missing pairs. A different config in the same folder is refused rather than mixe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -19,6 +18,7 @@ from tqdm import tqdm
 from lab import data as data_mod
 from lab import metrics
 from lab.backends import Backend, make_backend
+from lab.cache import LabelCache
 from lab.config import RunConfig
 from lab.label import Labeler
 from lab.prompts import choose_exemplars
@@ -74,32 +74,23 @@ def label_pairs(
     labeler: Labeler, pairs: list, out: Path, done: dict[str, dict], progress: bool = True
 ) -> list[dict]:
     """Label the pairs not yet in ``done``, appending each record to ``out``/labels.jsonl."""
-    memo = {r["content"]: r for r in done.values() if not r.get("cached")}
     todo = [p for p in pairs if p.key not in done]
     with open(out / "labels.jsonl", "a", encoding="utf-8") as fh:
         for pair in tqdm(todo, desc="labeling", unit="pair", disable=not progress,
                          file=sys.stderr):
-            content = content_key(pair)
-            if content in memo:  # the same pair judged by another worker
-                prev = memo[content]
-                record = {**prev, "key": pair.key, "human": pair.human,
-                          "confidence": pair.confidence, "cached": True}
-            else:
-                record = {**labeler.label(pair), "content": content}
-                memo[content] = record
+            record = labeler.label(pair)
             fh.write(json.dumps(record) + "\n")
             fh.flush()
             done[pair.key] = record
     return [done[p.key] for p in pairs]
 
 
-def content_key(pair: data_mod.Pair) -> str:
-    """Hash of what the labeler sees of a pair (post and both summaries)."""
-    return hashlib.sha256(f"{pair.text}\0{pair.first}\0{pair.second}".encode()).hexdigest()[:16]
-
-
 def run_label(
-    config: RunConfig, out: str | Path, backend: Backend | None = None, progress: bool = True
+    config: RunConfig,
+    out: str | Path,
+    backend: Backend | None = None,
+    cache: LabelCache | None = None,
+    progress: bool = True,
 ) -> dict:
     """Label a data slice into a run folder and score it; resumes a partial run.
 
@@ -107,6 +98,7 @@ def run_label(
         config: the resolved run configuration.
         out: run folder (created if needed).
         backend: an already built backend (else built from ``config.backend``).
+        cache: per-pair label cache shared across runs (default: in memory, this run only).
         progress: show a progress bar.
 
     Returns:
@@ -122,7 +114,7 @@ def run_label(
     done = {r["key"]: r for r in read_records(out / "labels.jsonl")}
     if backend is None and any(p.key not in done for p in pairs):
         backend = make_backend(config.backend)
-    labeler = Labeler(backend, config.prompt, config.decode, exemplars)
+    labeler = Labeler(backend, config.prompt, config.decode, exemplars, cache)
     if backend is not None:
         labeler.prompt_for(pairs[0])  # a template error stops here, before anything is written
     out.mkdir(parents=True, exist_ok=True)

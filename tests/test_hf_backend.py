@@ -55,12 +55,23 @@ def test_chat_template_and_digits(tiny):
 def test_generate_is_seeded(tiny):
     b = TransformersBackend(str(tiny), dtype="fp32")
     prompt = b.format("Explain.", "Rationale:")
-    g1 = b.generate(prompt, n=3, max_tokens=5, temperature=1.0, seed=7)
-    g2 = b.generate(prompt, n=3, max_tokens=5, temperature=1.0, seed=7)
-    assert [g.text for g in g1] == [g.text for g in g2] and len(g1) == 3
-    assert all(0 < g.tokens <= 5 for g in g1)
-    greedy = b.generate(prompt, n=1, max_tokens=5, temperature=0.0, seed=0)
-    assert len(greedy) == 1
+    longer = b.format("Explain this in some more words, please.", "Rationale:")
+    g1 = b.generate([prompt, longer], n=3, max_tokens=5, temperature=1.0, seed=7)
+    g2 = b.generate([prompt, longer], n=3, max_tokens=5, temperature=1.0, seed=7)
+    assert [[g.text for g in gs] for gs in g1] == [[g.text for g in gs] for gs in g2]
+    assert [len(gs) for gs in g1] == [3, 3]
+    assert all(0 <= g.tokens <= 5 for gs in g1 for g in gs)
+    # greedy decoding from the reused key/value cache equals plain generate()
+    import torch
+
+    both = b.generate([prompt, longer], n=1, max_tokens=5, temperature=0.0, seed=0)
+    for p, gs in zip((prompt, longer), both):
+        ids = b._encode(p)
+        plain = b.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                 max_new_tokens=5, do_sample=False,
+                                 pad_token_id=b.tokenizer.pad_token_id)
+        text = b.tokenizer.decode(plain[0, ids.shape[1]:], skip_special_tokens=True)
+        assert gs[0].text == text
 
 
 def test_labels_a_pair_with_cot(tiny):

@@ -55,7 +55,7 @@ def test_record_fields():
     r = labeler().label(pair(key="abc"))
     assert set(r) == {"key", "post_id", "p", "p_fwd", "p_swapped", "human", "confidence",
                       "len_first", "len_second", "rationales", "prompt_tokens",
-                      "generated_tokens", "seconds"}
+                      "generated_tokens", "seconds", "cache_hit"}
     assert r["key"] == "abc" and r["generated_tokens"] == 0 and r["prompt_tokens"] > 0
 
 
@@ -91,3 +91,22 @@ def test_softmax_and_debias_helpers():
     assert prob_first((math.log(0.2), math.log(0.6))) == pytest.approx(0.25)
     assert prob_first((-1000.0, -1000.0)) == 0.5
     assert debias(0.9, 0.3) == pytest.approx(0.8)
+
+
+def test_cache_makes_a_repeated_label_free():
+    from lab.cache import LabelCache
+
+    cache = LabelCache()
+    first = Labeler(FakeBackend(skill=2.0), PromptConfig("base"), DecodeConfig(), [], cache)
+    r1 = first.label(pair())
+    again = Labeler(FakeBackend(skill=2.0), PromptConfig("base"), DecodeConfig(), [], cache)
+    r2 = again.label(pair(key="other-worker"))
+    assert again.backend.calls == {"score": 0, "generate": 0}
+    assert r2["p"] == r1["p"] and r2["cache_hit"] and not r1["cache_hit"]
+    # another model, prompt or decoding is another key
+    other = Labeler(FakeBackend(skill=3.0), PromptConfig("base"), DecodeConfig(), [], cache)
+    other.label(pair())
+    assert other.backend.calls["score"] == 2
+    cot = Labeler(FakeBackend(skill=2.0), PromptConfig("base", cot=True), DecodeConfig(), [], cache)
+    cot.label(pair())
+    assert cot.backend.calls["generate"] == 2

@@ -68,7 +68,8 @@ def test_duplicate_judgments_are_labeled_once(tmp_path):
     assert backend.calls["score"] == 4 and m["n"] == 3
     records = read_records(tmp_path / "run" / "labels.jsonl")
     assert [r["human"] for r in records] == [1.0, 0.0, 1.0]
-    assert records[1].get("cached") and records[1]["p"] == records[0]["p"]
+    assert records[1]["cache_hit"] and records[1]["p"] == records[0]["p"]
+    assert not records[0]["cache_hit"] and records[1]["seconds"] == records[0]["seconds"]
 
 
 def test_other_config_in_same_folder_is_refused(tmp_path, data_file):

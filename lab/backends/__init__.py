@@ -66,9 +66,9 @@ class Backend(Protocol):
         ...
 
     def generate(
-        self, prompt: str, n: int, max_tokens: int, temperature: float, seed: int
-    ) -> list[Generation]:
-        """n continuations of a prompt: greedy at temperature 0, else sampled (seeded)."""
+        self, prompts: list[str], n: int, max_tokens: int, temperature: float, seed: int
+    ) -> list[list[Generation]]:
+        """n continuations of each prompt (one batch): greedy at temperature 0, else sampled."""
         ...
 
     @property

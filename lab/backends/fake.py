@@ -21,6 +21,7 @@ import hashlib
 import math
 import random
 import re
+import time
 
 from lab.backends import Generation, Score
 
@@ -61,6 +62,7 @@ class FakeBackend:
         noise: float = 0.0,
         rationale: float = 0.0,
         keyword: str | None = None,
+        delay: float = 0.0,
     ) -> None:
         """Set the knobs.
 
@@ -71,11 +73,13 @@ class FakeBackend:
             noise: scale of deterministic per-prompt noise.
             rationale: weight of a decoded rationale that names a summary.
             keyword: if set, ``skill`` only counts when this string is in the prompt.
+            delay: seconds to sleep per scored prompt (to test slow runs and kills).
         """
         self.knobs = dict(
             position=position, length=length, skill=skill, noise=noise,
             rationale=rationale, keyword=keyword,
         )
+        self.delay = delay
         self.calls = {"score": 0, "generate": 0}
 
     @property
@@ -109,6 +113,7 @@ class FakeBackend:
         if list(candidates) != ["1", "2"]:
             raise ValueError(f"fake backend scores only ['1', '2'], not {candidates}")
         self.calls["score"] += len(prompts)
+        time.sleep(self.delay * len(prompts))
         out = []
         for prompt in prompts:
             x = self.logit(prompt)
@@ -116,6 +121,11 @@ class FakeBackend:
         return out
 
     def generate(
+        self, prompts: list[str], n: int, max_tokens: int, temperature: float, seed: int
+    ) -> list[list[Generation]]:
+        return [self._generate(p, n, max_tokens, temperature, seed) for p in prompts]
+
+    def _generate(
         self, prompt: str, n: int, max_tokens: int, temperature: float, seed: int
     ) -> list[Generation]:
         self.calls["generate"] += n

@@ -8,6 +8,7 @@ the last position's logits (``logits_to_keep=1``).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import shutil
@@ -191,20 +192,24 @@ class TransformersBackend:
         every pair of a setting) and extended from there, so no prefix token is computed twice.
         """
         shared = min(_common_prefix(toks), min(len(t) for t in toks) - 1)
-        keep = _common_prefix([self._cached_ids, toks[0][:shared]])
-        if self._cache is None or keep == 0:
-            self._cache, self._cached_ids = transformers.DynamicCache(), []
-        elif keep < len(self._cached_ids):
-            self._crop_to(keep)
-            self._cached_ids = self._cached_ids[:keep]
-        if shared > keep:
-            self._extend(toks[0][keep:shared])
-            self._cached_ids = toks[0][:shared]
+        self._hold(toks[0][:shared])
         rows = []
         for t in toks:
             rows.append(self._extend(t[shared:])[0, -1])
             self._crop_to(shared)
         return rows
+
+    def _hold(self, ids: list[int]) -> None:
+        """Make the key/value cache hold exactly ``ids``, reusing its common prefix."""
+        keep = _common_prefix([self._cached_ids, ids]) if self._cached_ids else 0
+        if self._cache is None or keep == 0:
+            self._cache, self._cached_ids = transformers.DynamicCache(), []
+        elif keep < len(self._cached_ids):
+            self._crop_to(keep)
+            self._cached_ids = self._cached_ids[:keep]
+        if len(ids) > keep:
+            self._extend(ids[keep:])
+            self._cached_ids = list(ids)
 
     def _crop_to(self, length: int) -> None:
         """Cut the key/value cache back to its first ``length`` positions."""
@@ -221,25 +226,41 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def generate(
-        self, prompt: str, n: int, max_tokens: int, temperature: float, seed: int
-    ) -> list[Generation]:
-        input_ids = self._encode(prompt)
-        torch.manual_seed(seed)
+        self, prompts: list[str], n: int, max_tokens: int, temperature: float, seed: int
+    ) -> list[list[Generation]]:
+        """n continuations of each prompt (1 decoded and repeated when greedy).
+
+        Each prompt is read once: its key/value cache (sharing the preamble and the post with
+        the scoring passes) is copied n times and the n samples are decoded as one batch.
+        """
         sample = temperature > 0
-        outputs = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=max_tokens,
-            do_sample=sample,
-            temperature=temperature if sample else None,
-            top_p=1.0 if sample else None,
-            top_k=0 if sample else None,
-            num_return_sequences=n if sample else 1,
-            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-        )
-        gens = []
-        for row in outputs:
-            new = row[input_ids.shape[1]:]
-            new = new[new != (self.tokenizer.pad_token_id or -1)]
-            gens.append(Generation(self.tokenizer.decode(new, skip_special_tokens=True), len(new)))
-        return gens * (n if not sample else 1)
+        k = n if sample else 1
+        tok = self.tokenizer
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        stops = {pad_id, tok.eos_token_id}
+        torch.manual_seed(seed)
+        out = []
+        for prompt in prompts:
+            ids = self._encode(prompt)[0].tolist()
+            self._hold(ids[:-1])
+            cache = copy.deepcopy(self._cache)
+            if k > 1:
+                cache.batch_repeat_interleave(k)
+            input_ids = torch.tensor([ids] * k, device=self.device)
+            outputs = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                past_key_values=cache,
+                max_new_tokens=max_tokens,
+                do_sample=sample,
+                temperature=temperature if sample else None,
+                top_p=1.0 if sample else None,
+                top_k=0 if sample else None,
+                pad_token_id=pad_id,
+            )
+            gens = []
+            for row in outputs[:, len(ids):].tolist():
+                length = next((i for i, t in enumerate(row) if t in stops), len(row))
+                gens.append(Generation(tok.decode(row[:length], skip_special_tokens=True), length))
+            out.append(gens if sample else gens * n)
+        return out

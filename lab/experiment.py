@@ -1,0 +1,136 @@
+"""Stage 6 (definition): an experiment file, the grid or search a sweep runs.
+
+``experiments/NAME.yaml``::
+
+    name: prompt_ablation          # results go to results/NAME/ (default: the file's stem)
+    data:                          # the data slice (lab.data.DataConfig keys but split)
+      confidence: high
+      n: 60
+    dev_split: dev                 # where settings are compared
+    test_split: test               # where the exported best setting is checked again
+    base:                          # fixed settings, as in a run's config.json
+      backend: {model: qwen2.5-coder-0.5b}
+    axes:                          # values to sweep; keys are setting names (below)
+      preamble: [base, detailed]
+      cot: [false, true]
+    objective: alignment           # metric to maximise on the dev split
+    cost_objective: seconds_per_pair   # optional: also minimise this (Pareto front)
+    sampler: grid                  # grid (every setting) or tpe (seeded search)
+    trials: 20                     # tpe only: trial budget
+    seed: 0
+
+Unknown keys are an error naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lab.config import ConfigError, RunConfig, build
+from lab.data import DataConfig
+
+# axis name -> (config section, key)
+AXES = {
+    "preamble": ("prompt", "preamble"),
+    "shots": ("prompt", "shots"),
+    "cot": ("prompt", "cot"),
+    "samples": ("decode", "samples"),
+    "temperature": ("decode", "temperature"),
+    "max_rationale_tokens": ("decode", "max_rationale_tokens"),
+    "model": ("backend", "model"),
+    "dtype": ("backend", "dtype"),
+}
+COST_METRICS = ("seconds_per_pair", "prompt_tokens_per_pair", "generated_tokens_per_pair")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A sweep over labeler settings on one data slice."""
+
+    name: str
+    """Results folder name under ``results/``."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """The data slice; its ``split`` is replaced by ``dev_split`` / ``test_split``."""
+    dev_split: str = "dev"
+    """Split on which settings are compared and the best one chosen."""
+    test_split: str = "test"
+    """Split on which the best setting is reported again (overfitting to dev shows)."""
+    base: dict = field(default_factory=dict)
+    """Fixed settings (a partial run config: data/prompt/backend/decode sections)."""
+    axes: dict = field(default_factory=dict)
+    """Axis name -> list of values."""
+    objective: str = "alignment"
+    """Metric maximised on the dev split."""
+    cost_objective: str | None = None
+    """A cost metric to minimise as a second objective (Pareto front), or None."""
+    sampler: str = "grid"
+    """``grid`` (every combination, Optuna GridSampler) or ``tpe`` (seeded TPE search)."""
+    trials: int | None = None
+    """Trial budget for ``tpe``."""
+    seed: int = 0
+    """Seed of the sampler."""
+
+    @classmethod
+    def load(cls, path: str | Path) -> Experiment:
+        """Read and check an experiment file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such experiment file")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: an experiment file is a mapping of keys")
+        raw.setdefault("name", path.stem)
+        raw["data"] = build(DataConfig, raw.get("data") or {}, f"{path}: data")
+        exp = build(cls, raw, str(path))
+        exp.check(str(path))
+        return exp
+
+    def check(self, source: str) -> None:
+        """Validate axes, objective and sampler; build every setting once."""
+        for axis, values in self.axes.items():
+            if axis not in AXES:
+                raise ConfigError(
+                    f"{source}: unknown axis '{axis}'; known: {', '.join(AXES)}"
+                )
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{source}: axis '{axis}' needs a non-empty list of values")
+        if self.sampler not in ("grid", "tpe"):
+            raise ConfigError(f"{source}: sampler must be grid or tpe, not {self.sampler!r}")
+        if self.sampler == "tpe" and not self.trials:
+            raise ConfigError(f"{source}: sampler tpe needs a trial budget (trials: N)")
+        if self.cost_objective not in (None, *COST_METRICS):
+            raise ConfigError(
+                f"{source}: cost_objective must be one of {', '.join(COST_METRICS)}"
+            )
+        for setting in self.settings():
+            self.run_config(setting, self.dev_split, source)
+
+    def settings(self) -> list[dict]:
+        """Every combination of axis values, in file order."""
+        names = list(self.axes)
+        return [dict(zip(names, combo)) for combo in itertools.product(*self.axes.values())]
+
+    def run_config(self, setting: dict, split: str, source: str = "experiment") -> RunConfig:
+        """The full run config of one setting on one split."""
+        raw = RunConfig().to_dict()
+        for section, values in self.base.items():
+            if section not in raw:
+                raise ConfigError(f"{source}: base: unknown section '{section}'")
+            if section == "data":
+                raise ConfigError(f"{source}: base: put the data slice under 'data:'")
+            raw[section].update(values)
+        raw["data"] = {**dataclasses.asdict(self.data), "split": split}
+        for axis, value in setting.items():
+            section, key = AXES[axis]
+            raw[section][key] = value
+        return RunConfig.from_dict(raw, source)
+
+
+def setting_slug(setting: dict) -> str:
+    """A folder name for a setting, e.g. ``preamble=base,cot=False,shots=0``."""
+    return ",".join(f"{k}={v}" for k, v in setting.items()) or "default"

@@ -1,0 +1,232 @@
+"""Stage 7: plots of a sweep (matplotlib, PNG).
+
+``rlaif plot results/NAME`` writes, as the experiment's axes allow:
+  * ``alignment_by_setting.png``: alignment with 95% CIs per setting, beside the length-only
+    baseline and the human inter-annotator range;
+  * ``alignment_vs_size.png``: alignment against labeler size, position bias in a second panel;
+  * ``self_consistency.png``: alignment against self-consistency samples, one line per
+    temperature;
+  * ``reliability.png``: reliability diagram of the best setting's soft labels against the
+    human choices and the human 9-point confidence;
+  * ``cost.png``: alignment against seconds per pair, with the Pareto front;
+  * ``importance.png``: Optuna parameter importance (two or more varied axes).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from lab import models  # noqa: E402
+from lab.metrics import human_soft  # noqa: E402
+from lab.report import HUMAN_AGREEMENT  # noqa: E402
+from lab.run import read_records  # noqa: E402
+from lab.sweep import best_trial, complete_trials, load_results  # noqa: E402
+
+
+def _yerr(trials) -> np.ndarray:
+    a = np.array([t.user_attrs["alignment"] for t in trials])
+    lo = np.array([t.user_attrs["alignment_ci"][0] for t in trials])
+    hi = np.array([t.user_attrs["alignment_ci"][1] for t in trials])
+    return np.vstack([a - lo, hi - a])
+
+
+def _references(ax, trials, horizontal: bool = True) -> None:
+    base = trials[0].user_attrs["length_baseline"]
+    span = ax.axvspan if not horizontal else ax.axhspan
+    line = ax.axvline if not horizontal else ax.axhline
+    span(*HUMAN_AGREEMENT, color="tab:green", alpha=0.15, label="human inter-annotator (73-77%)")
+    line(base, color="tab:red", ls="--", label=f"length-only baseline ({base:.3f})")
+    line(0.5, color="grey", ls=":", label="chance")
+
+
+def plot_by_setting(trials, title: str, path: Path) -> None:
+    labels = [", ".join(f"{k}={v}" for k, v in t.params.items()) for t in trials]
+    y = np.arange(len(trials))
+    fig, ax = plt.subplots(figsize=(8.5, 2.2 + 0.45 * len(trials)))
+    ax.errorbar([t.user_attrs["alignment"] for t in trials], y, xerr=_yerr(trials), fmt="o",
+                color="tab:blue", capsize=3, label="AI labeler (95% CI)")
+    _references(ax, trials, horizontal=False)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("alignment with human preference (share of pairs)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (1 + 0.2 * len(trials))),
+              ncol=2, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_size(trials, title: str, path: Path) -> None:
+    by_model = sorted(trials, key=lambda t: models.entry(t.params["model"]).params)
+    x = [models.entry(t.params["model"]).params for t in by_model]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    a1.errorbar(x, [t.user_attrs["alignment"] for t in by_model], yerr=_yerr(by_model),
+                fmt="o-", capsize=3, label="AI labeler (95% CI)")
+    _references(a1, by_model)
+    a1.set_ylabel("alignment with human preference")
+    a2.plot(x, [t.user_attrs["position_bias"] for t in by_model], "s-", color="tab:orange",
+            label="same position wins both orders")
+    a2.plot(x, [t.user_attrs["position_bias_first"] for t in by_model], "^:", color="tab:purple",
+            label="... and it is position 1")
+    a2.set_ylabel("share of pairs")
+    a2.set_ylim(0, 1.05)
+    for ax, sub in ((a1, "alignment"), (a2, "position bias")):
+        ax.set_xscale("log")
+        ax.set_xticks(x, [f"{t.params['model']}\n{v:g}B" for t, v in zip(by_model, x)],
+                      fontsize=8)
+        ax.minorticks_off()
+        ax.set_xlabel("labeler size (parameters, log scale)")
+        ax.set_title(sub)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_self_consistency(trials, title: str, path: Path) -> None:
+    temps = sorted({t.params.get("temperature", 0.0) for t in trials})
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, temp in enumerate(temps):
+        ts = sorted((t for t in trials if t.params.get("temperature", 0.0) == temp),
+                    key=lambda t: t.params.get("samples", 1))
+        x = np.array([t.params.get("samples", 1) for t in ts]) * (1 + 0.04 * (i - 1))
+        ax.errorbar(x, [t.user_attrs["alignment"] for t in ts], yerr=_yerr(ts), fmt="o-",
+                    capsize=3, label=f"temperature {temp}")
+    _references(ax, trials)
+    samples = sorted({t.params.get("samples", 1) for t in trials})
+    ax.set_xscale("log")
+    ax.set_xticks(samples, [str(s) for s in samples])
+    ax.minorticks_off()
+    ax.set_xlabel("self-consistency samples (rationales per order)")
+    ax.set_ylabel("alignment with human preference")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_reliability(trial, title: str, path: Path, bins: int = 10) -> None:
+    records = read_records(Path(trial.user_attrs["run_dir"]) / "labels.jsonl")
+    p = np.array([r["p"] for r in records])
+    human = np.array([r["human"] for r in records])
+    conf = np.array([r["confidence"] or 0 for r in records], dtype=float)
+    which = np.clip((p * bins).astype(int), 0, bins - 1)
+    centers, hard, soft, counts = [], [], [], []
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            centers.append(p[m].mean())
+            hard.append(human[m].mean())
+            soft.append(human_soft(conf[m & (conf > 0)]).mean() if (m & (conf > 0)).any()
+                        else np.nan)
+            counts.append(int(m.sum()))
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    ax.plot(centers, hard, "o-", label="human chose the first (share)")
+    ax.plot(centers, soft, "s--", label="human 9-point confidence (as probability)")
+    for c, h, n in zip(centers, hard, counts):
+        ax.annotate(f"n={n}", (c, h), textcoords="offset points", xytext=(-8, 7), fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("AI soft label: P(first summary better), binned")
+    ax.set_ylabel("human preference for the first summary")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_cost(trials, title: str, path: Path) -> None:
+    cost = np.array([t.user_attrs["seconds_per_pair"] for t in trials])
+    align = np.array([t.user_attrs["alignment"] for t in trials])
+    front = [i for i in range(len(trials))
+             if not any((cost[j] <= cost[i] and align[j] >= align[i])
+                        and (cost[j] < cost[i] or align[j] > align[i])
+                        for j in range(len(trials)))]
+    front.sort(key=lambda i: cost[i])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.errorbar(cost, align, yerr=_yerr(trials), fmt="o", color="tab:blue", alpha=0.6,
+                capsize=2, label="setting (95% CI)")
+    ax.plot(cost[front], align[front], "-", color="tab:red", lw=2, label="Pareto front")
+    for i in front:
+        ax.annotate(", ".join(f"{k}={v}" for k, v in trials[i].params.items()),
+                    (cost[i], align[i]), textcoords="offset points", xytext=(5, 5), fontsize=7)
+    ax.set_xlabel("cost: seconds per pair (both orders, this CPU)")
+    ax.set_ylabel("alignment with human preference")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_importance(study, title: str, path: Path) -> bool:
+    import optuna
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # PED-ANOVA ranks what it takes to reach *low* target values: negate alignment.
+            imp = optuna.importance.get_param_importances(study, target=lambda t: -t.values[0])
+    except (RuntimeError, ValueError):
+        return False
+    if len(imp) < 2:
+        return False
+    names = list(imp)[::-1]
+    fig, ax = plt.subplots(figsize=(6, 1.5 + 0.5 * len(names)))
+    ax.barh(names, [imp[n] for n in names], color="tab:blue")
+    ax.set_xlabel("importance for alignment (Optuna, share of variance)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_plots(folder: str | Path) -> list[Path]:
+    """Write every plot the experiment's axes allow; returns the paths written."""
+    folder = Path(folder)
+    exp, study = load_results(folder)
+    trials = complete_trials(study)
+    if not trials:
+        raise RuntimeError(f"{folder}: the study has no complete trial")
+    order = {str(s): i for i, s in enumerate(exp.settings())}
+    trials.sort(key=lambda t: order.get(str(t.params), len(order)))
+    subset = f"{exp.data.confidence}-confidence TL;DR, {exp.dev_split} split"
+    n = trials[0].user_attrs["n"]
+    written = []
+
+    def out(name: str) -> Path:
+        written.append(folder / name)
+        return folder / name
+
+    plot_by_setting(trials, f"{exp.name}: alignment per setting\n({subset}, n={n} pairs)",
+                    out("alignment_by_setting.png"))
+    if "model" in exp.axes and len(exp.axes["model"]) > 1:
+        plot_size(trials, f"{exp.name}: labeler size ({subset}, n={n})",
+                  out("alignment_vs_size.png"))
+    if {"samples", "temperature"} & set(exp.axes):
+        plot_self_consistency(trials, f"{exp.name}: self-consistency ({subset}, n={n})",
+                              out("self_consistency.png"))
+    best = best_trial(exp, study)
+    setting = ", ".join(f"{k}={v}" for k, v in best.params.items())
+    plot_reliability(best, f"{exp.name}: reliability of the best setting\n({setting}; n={n})",
+                     out("reliability.png"))
+    plot_cost(trials, f"{exp.name}: alignment vs cost ({subset})", out("cost.png"))
+    varied = [a for a, v in exp.axes.items() if len(v) > 1]
+    if len(varied) >= 2 and len(trials) >= 4 and plot_importance(
+        study, f"{exp.name}: what matters for alignment", folder / "importance.png"
+    ):
+        written.append(folder / "importance.png")
+    return written

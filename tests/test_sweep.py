@@ -1,0 +1,198 @@
+"""Sweeps on the fake backend: best setting, resume, cache, golden table, export round trip."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.cache import LabelCache
+from lab.config import ConfigError, RunConfig
+from lab.experiment import Experiment, setting_slug
+from lab.report import write_tables
+from lab.run import read_records
+from lab.sweep import Sweep, complete_trials, open_study
+from tests.conftest import ROOT, tldr_row, write_rows
+
+GOLDEN = Path(__file__).parent / "golden"
+# skill only counts when the prompt contains a sentence of the detailed preamble
+FAKE = {"backend": "fake", "fake": {"skill": 6.0, "keyword": "Overall quality:",
+                                     "position": 0.5, "noise": 0.3}}
+
+
+def posts(n=40):
+    words = "cat dog homework rent landlord job boss sister wedding car money trip".split()
+    out = []
+    for i in range(n):
+        post = " ".join(words[(i + k) % len(words)] for k in range(12)) + f" story {i}"
+        good = " ".join(words[(i + k) % len(words)] for k in range(4))
+        bad = f"something unrelated entirely number {i} here"
+        row = tldr_row(i, choice=i % 2, confidence=[1, 2, 8, 9][i % 4], post=post)
+        row["summaries"][i % 2]["text"] = " " + good
+        row["summaries"][1 - i % 2]["text"] = " " + bad
+        out.append(row)
+    return out
+
+
+@pytest.fixture
+def exp_file(tmp_path):
+    data = write_rows(tmp_path / "c.json", posts())
+
+    def make(axes, name="demo", **extra):
+        spec = {"name": name, "data": {"path": str(data), "confidence": "high"},
+                "dev_split": "eval", "test_split": "all",
+                "base": {"backend": FAKE}, "axes": axes, **extra}
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        return path
+
+    return make
+
+
+def sweep_of(path, tmp_path, cache=None):
+    cache = cache if cache is not None else LabelCache()
+    return Sweep(Experiment.load(path), root=tmp_path / "results", cache=cache,
+                 progress=False)
+
+
+def score_calls(sweep):
+    return sum(b.calls["score"] for b in sweep.backends.values())
+
+
+def test_grid_finds_the_known_best_setting(exp_file, tmp_path):
+    sweep = sweep_of(exp_file({"preamble": ["base", "detailed"], "shots": [0, 1]}), tmp_path)
+    study = sweep.run()
+    done = complete_trials(study)
+    assert sorted(json.dumps(t.params) for t in done) == sorted(
+        json.dumps(s) for s in sweep.exp.settings())
+    best = max(done, key=lambda t: t.values[0])
+    assert best.params["preamble"] == "detailed"
+    by = {(t.params["preamble"], t.params["shots"]): t.user_attrs["alignment"] for t in done}
+    assert by[("detailed", 0)] == 1.0 and by[("base", 0)] < 0.8
+    assert set(done[0].user_attrs) >= {"alignment", "alignment_ci", "position_bias", "run_dir"}
+
+
+def test_resume_after_kill_runs_nothing_finished_twice(exp_file, tmp_path):
+    slow = {"backend": {**FAKE, "fake": {**FAKE["fake"], "delay": 0.01}}}
+    path = exp_file({"preamble": ["base", "detailed"], "shots": [0, 1]}, base=slow)
+    exp = Experiment.load(path)
+    out = tmp_path / "results" / exp.name
+    third = out / "trials" / setting_slug(exp.settings()[2]) / "labels.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab", "sweep", str(path), "--results", str(tmp_path / "results"),
+         "--no-progress"], cwd=ROOT, env={**os.environ, "RLAIF_CACHE_DIR": str(tmp_path / "c")},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (third.is_file() and len(third.read_text()) > 3000):
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: no clean-up, the third trial stays RUNNING
+    proc.wait()
+    kept = len(read_records(third))
+    n_pairs = json.loads((out / "trials" / setting_slug(exp.settings()[0]) / "metrics.json")
+                         .read_text())["n"]
+    assert 0 < kept < n_pairs
+    study = open_study(exp, out)
+    states = [t.state.name for t in study.get_trials()]
+    assert states == ["COMPLETE", "COMPLETE", "RUNNING", "WAITING"]
+    again = sweep_of(path, tmp_path)
+    study = again.run()
+    # the third setting resumes from its kept labels, the fourth runs whole
+    assert score_calls(again) == 2 * ((n_pairs - kept) + n_pairs)
+    assert again.evaluated == 2
+    states = [t.state.name for t in study.get_trials()]
+    assert states == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert len(read_records(third)) == n_pairs
+    assert sorted(json.dumps(t.params) for t in complete_trials(study)) == sorted(
+        json.dumps(s) for s in exp.settings())
+
+
+def test_cache_makes_a_repeated_trial_free(exp_file, tmp_path):
+    cache = LabelCache(tmp_path / "labels.sqlite")
+    one = sweep_of(exp_file({"preamble": ["detailed"]}, name="one"), tmp_path, cache)
+    one.run()
+    assert score_calls(one) > 0
+    # Another experiment with the same setting: every pair comes from the cache.
+    two = sweep_of(exp_file({"preamble": ["detailed"]}, name="two"), tmp_path, cache)
+    two.run()
+    assert score_calls(two) == 0 and two.evaluated == 1
+    # TPE proposing settings repeatedly: each distinct setting is computed once.
+    tpe = sweep_of(exp_file({"preamble": ["base", "detailed"]}, name="tpe", sampler="tpe",
+                            trials=6), tmp_path, LabelCache())
+    study = tpe.run()
+    seen = {t.params["preamble"] for t in study.get_trials()}
+    pairs = json.loads((tpe.out / "trials" / "preamble=detailed" / "metrics.json")
+                       .read_text())["n"] if "detailed" in seen else 0
+    assert len(study.get_trials()) == 6
+    assert score_calls(tpe) <= 2 * pairs * len(seen)
+
+
+def test_table_matches_golden(exp_file, tmp_path):
+    sweep = sweep_of(exp_file({"preamble": ["base", "detailed"], "cot": [False, True]}),
+                     tmp_path)
+    sweep.run()
+    paths = write_tables(sweep.out)
+    # seconds per pair is a measurement, not a constant: mask that column
+    import pandas as pd
+
+    md = "\n".join(
+        " | ".join(c if i != 6 else "S" for i, c in enumerate(line.split(" | ")))
+        if line.startswith("| ") and not line.startswith("| setting") else line
+        for line in paths[0].read_text().splitlines()) + "\n"
+    csv = pd.read_csv(paths[1]).drop(columns="seconds_per_pair").to_csv(index=False)
+    for name, text in (("sweep_table.md", md), ("sweep_table.csv", csv)):
+        golden = GOLDEN / name
+        if os.environ.get("UPDATE_GOLDEN"):
+            golden.write_text(text)
+        assert text == golden.read_text()
+    assert "\\begin{tabular}" in paths[2].read_text()
+
+
+def test_export_round_trip(exp_file, tmp_path):
+    sweep = sweep_of(exp_file({"preamble": ["base", "detailed"]}), tmp_path)
+    sweep.run()
+    env = {**os.environ, "RLAIF_CACHE_DIR": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "lab", "export", str(sweep.out), "--no-progress"],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    best = yaml.safe_load((sweep.out / "best.yaml").read_text())
+    assert best["prompt"]["preamble"] == "detailed"
+    assert best["export"]["model_identity"].startswith("fake:")
+    assert set(best["export"]["templates"]) >= {"preamble/detailed.jinja", "labeler.jinja"}
+    assert best["export"]["dev"]["alignment"] == 1.0
+    assert RunConfig.load(sweep.out / "best.yaml").data.split == "all"
+    out = tmp_path / "reloaded"
+    r = subprocess.run([sys.executable, "-m", "lab", "label", "--config",
+                        str(sweep.out / "best.yaml"), "--out", str(out), "--no-progress",
+                        "--no-cache"], capture_output=True, text=True, cwd=ROOT, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    test_run = Path(best["export"]["test"]["run_dir"])
+    original = {x["key"]: x["p"] for x in read_records(test_run / "labels.jsonl")}
+    reloaded = {x["key"]: x["p"] for x in read_records(out / "labels.jsonl")}
+    assert reloaded == original and len(reloaded) > 10
+
+
+def test_bad_experiment_files(tmp_path, exp_file):
+    path = exp_file({"preamble": ["base"]})
+    spec = yaml.safe_load(path.read_text())
+    for bad, message in (({"samplr": "grid"}, "unknown key 'samplr'"),
+                         ({"axes": {"colour": ["red"]}}, "unknown axis 'colour'"),
+                         ({"sampler": "tpe"}, "needs a trial budget"),
+                         ({"data": {"conf": "high"}}, "data: unknown key 'conf'")):
+        path.write_text(yaml.safe_dump({**spec, **bad}))
+        with pytest.raises(ConfigError) as err:
+            Experiment.load(path)
+        assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_shipped_experiments_load():
+    for path in sorted((ROOT / "experiments").glob("*.yaml")):
+        exp = Experiment.load(path)
+        assert exp.settings()
