@@ -113,10 +113,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     done = complete_trials(study)
     print(f"{exp.name}: {len(done)} settings complete ({sweep.evaluated} evaluated now, "
           f"label cache: {sweep.cache.hits} hits, {sweep.cache.misses} misses) in {sweep.out}")
-    for t in done:
-        m = t.user_attrs
-        print(f"  {m['alignment']:.3f} [{m['alignment_ci'][0]:.3f}, {m['alignment_ci'][1]:.3f}]"
-              f"  {m['seconds_per_pair']:6.2f} s/pair  {t.params}")
+    if args.no_report:
+        return 0
+    from lab.plots import write_plots
+    from lab.report import write_tables
+
+    paths = write_tables(sweep.out)
+    print(paths[0].read_text())
+    written = [*paths, *write_plots(sweep.out)]
+    print("wrote " + ", ".join(p.name for p in written) + f" in {sweep.out}")
     return 0
 
 
@@ -168,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("experiment", help="experiments/NAME.yaml")
     s.add_argument("--results", default="results", help="results root (default: results)")
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--no-report", action="store_true", help="skip the table and plots")
     for name, text in (("table", "ablation table"), ("plot", "plots"),
                        ("export", "export the best labeler")):
         p = sub.add_parser(name, help=f"{text} of a sweep's results folder")

@@ -158,8 +158,8 @@ def plot_cost(trials, title: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.errorbar(cost, align, yerr=_yerr(trials), fmt="o", color="tab:blue", alpha=0.6,
                 capsize=2, label="setting (95% CI)")
-    ax.plot(cost[front], align[front], "-", color="tab:red", lw=2, label="Pareto front")
-    for i in front:
+    ax.plot(cost[front], align[front], "D-", color="tab:red", lw=2, label="Pareto front")
+    for i in (range(len(trials)) if len(trials) <= 12 else front):
         ax.annotate(", ".join(f"{k}={v}" for k, v in trials[i].params.items()),
                     (cost[i], align[i]), textcoords="offset points", xytext=(5, 5), fontsize=7)
     ax.set_xlabel("cost: seconds per pair (both orders, this CPU)")

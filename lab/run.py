@@ -63,6 +63,11 @@ def prepare(config: RunConfig) -> tuple[list[data_mod.Pair], int, list]:
     pairs = data_mod.select(everything, d.confidence, d.split, d.n, d.seed)
     if not pairs:
         raise RunError(f"{source}: no pairs left after confidence={d.confidence} split={d.split}")
+    if any(p.task != "summarize" for p in pairs):
+        raise RunError(
+            f"{source}: HH-RLHF dialogue rows load as pairs, but the prompts in prompts/ rate "
+            "summaries; label TL;DR comparisons (--data .../summarize_from_feedback_comparisons)"
+        )
     exemplars = choose_exemplars(
         data_mod.exemplar_pool(everything), config.prompt.shots, d.seed,
         config.prompt.max_exemplar_chars,
@@ -122,6 +127,11 @@ def run_label(
     records = label_pairs(labeler, pairs, out, done, progress)
     result = metrics.compute(records, seed=config.data.seed)
     result["skipped_rows"] = skipped
-    result["model"] = getattr(backend, "identity", config.backend.model) if backend else None
+    if backend is not None:
+        result["model"] = backend.identity
+    else:  # nothing was left to label: keep the identity the earlier run recorded
+        previous = out / "metrics.json"
+        old = json.loads(previous.read_text()) if previous.is_file() else {}
+        result["model"] = old.get("model", config.backend.model)
     write_json_atomic(out / "metrics.json", result)
     return result

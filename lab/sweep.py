@@ -13,6 +13,7 @@ cost a lookup (TPE may propose a setting twice; two experiments may share one).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -22,6 +23,8 @@ import optuna
 from lab import models
 from lab.backends import Backend, make_backend
 from lab.cache import LabelCache
+from lab.config import ConfigError, build
+from lab.data import DataConfig
 from lab.experiment import Experiment, setting_slug
 from lab.run import run_label, write_json_atomic
 
@@ -80,7 +83,7 @@ class Sweep:
 
     def backend_for(self, config) -> Backend:
         """One loaded backend per distinct backend config."""
-        key = json.dumps(config.backend.__dict__, sort_keys=True, default=str)
+        key = json.dumps(dataclasses.asdict(config.backend), sort_keys=True)
         if key not in self.backends:
             self.backends[key] = make_backend(config.backend)
         return self.backends[key]
@@ -157,16 +160,11 @@ def completed_settings(study: optuna.Study) -> list[dict]:
 
 def experiment_dict(exp: Experiment) -> dict:
     """The resolved experiment as plain data (written to experiment.json)."""
-    import dataclasses
-
     return dataclasses.asdict(exp)
 
 
 def load_results(folder: str | Path) -> tuple[Experiment, optuna.Study]:
     """Read an experiment's resolved definition and study back from its results folder."""
-    from lab.config import ConfigError, build
-    from lab.data import DataConfig
-
     folder = Path(folder)
     exp_file = folder / "experiment.json"
     if not exp_file.is_file():

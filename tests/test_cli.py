@@ -80,3 +80,12 @@ def test_models_list():
     assert r.returncode == 0
     for name in ("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "gemma3-270m"):
         assert name in r.stdout
+
+
+def test_dialogue_rows_are_refused_by_the_summary_labeler(tmp_path):
+    f = tmp_path / "hh.jsonl"
+    f.write_text('{"chosen": "\\n\\nHuman: hi\\n\\nAssistant: hello", '
+                 '"rejected": "\\n\\nHuman: hi\\n\\nAssistant: no"}\n')
+    r = rlaif("label", "--backend", "fake", "--data", str(f), "--confidence", "all",
+              "--split", "all", "--out", str(tmp_path / "o"), "--no-progress")
+    one_line_error(r, "HH-RLHF dialogue rows", "rate summaries")

@@ -99,6 +99,7 @@ class TransformersBackend:
         self.reuse_prefix = reuse_prefix
         self._cache = None  # key/value cache of self._cached_ids (see _last_logits_shared)
         self._cached_ids: list[int] = []
+        self.computed_tokens = 0  # tokens run through the model (benchmarks read it)
 
     @property
     def identity(self) -> str:
@@ -181,6 +182,7 @@ class TransformersBackend:
     def _last_logits_plain(self, tokens: list[int]) -> torch.Tensor:
         """One full forward pass; only the last position's logits are computed."""
         input_ids = torch.tensor([tokens], device=self.device)
+        self.computed_tokens += len(tokens)
         return self.model(input_ids=input_ids, logits_to_keep=1).logits[0, -1]
 
     def _last_logits_shared(self, toks: list[list[int]]) -> list[torch.Tensor]:
@@ -219,6 +221,7 @@ class TransformersBackend:
 
     def _extend(self, new: list[int]) -> torch.Tensor:
         input_ids = torch.tensor([new], device=self.device)
+        self.computed_tokens += len(new)
         out = self.model(
             input_ids=input_ids, past_key_values=self._cache, use_cache=True, logits_to_keep=1
         )

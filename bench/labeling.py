@@ -1,0 +1,83 @@
+"""Benchmark: plain labeling passes against the optimised path, in one run on one machine.
+
+    python bench/labeling.py --model qwen2.5-coder-0.5b --pairs 12
+
+* plain: two full forward passes per pair (one per order), one pair at a time;
+* optimised: the same pairs with shared-prefix key/value reuse (preamble across pairs, post
+  across both orders), only the last position's logits computed;
+* result cache: the optimised setting labeled again through the per-pair label cache.
+
+Prints pairs per second of each path and their ratios, tokens computed per pair against the
+minimum (post plus both summary suffixes), and the largest log-prob difference between the
+paths. Not a test: timings depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from lab.backends.hf import TransformersBackend, _common_prefix
+from lab.cache import LabelCache
+from lab.data import load_pairs, resolve_data_path, select
+from lab.label import DecodeConfig, Labeler
+from lab.prompts import PromptConfig
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--pairs", type=int, default=12)
+    ap.add_argument("--preamble", default="detailed")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+
+    pairs = select(load_pairs(resolve_data_path(args.data))[0], "high", "eval", args.pairs, 0)
+    backend = TransformersBackend(args.model, dtype=args.dtype, device=args.device)
+    prompt = PromptConfig(args.preamble)
+    labeler = Labeler(backend, prompt, DecodeConfig(), [], LabelCache())
+    prompts = [[labeler.prompt_for(p, s) for s in (False, True)] for p in pairs]
+    toks = [[backend._encode(x)[0].tolist() for x in pp] for pp in prompts]
+    across = _common_prefix([t[0] for t in toks])  # shared by every pair (preamble)
+    minimum = sum(len(f) - across + len(s) - _common_prefix([f, s]) for f, s in toks)
+
+    backend.score(prompts[0], ["1", "2"])  # warm-up (allocations, kernels)
+    results = {}
+    for name, reuse in (("plain", False), ("optimised", True)):
+        backend.reuse_prefix = reuse
+        backend._cache, backend._cached_ids = None, []
+        backend.computed_tokens = 0
+        start = time.perf_counter()
+        scores = [backend.score(pp, ["1", "2"]) for pp in prompts]
+        seconds = time.perf_counter() - start
+        results[name] = (seconds, backend.computed_tokens, scores)
+
+    start = time.perf_counter()
+    for p in pairs:
+        labeler.label(p)  # fills the cache (optimised path)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    for p in pairs:
+        labeler.label(p)
+    repeat = time.perf_counter() - start
+
+    n = len(pairs)
+    diff = max(abs(a - b) for sa, sb in zip(results["plain"][2], results["optimised"][2])
+               for x, y in zip(sa, sb) for a, b in zip(x.logprobs, y.logprobs))
+    print(f"model {backend.identity} on {args.device}, dtype {backend.dtype}, {n} pairs, "
+          f"preamble {args.preamble}, both orders, no CoT")
+    for name in ("plain", "optimised"):
+        seconds, tokens, _ = results[name]
+        print(f"  {name:<10} {n / seconds:7.3f} pairs/s   {tokens / n:7.0f} tokens computed/pair")
+    speedup = results["plain"][0] / results["optimised"][0]
+    print(f"  minimum    {'':7}          {minimum / n:7.0f} tokens/pair (post + both suffixes)")
+    print(f"  speed-up optimised / plain: {speedup:.2f}x (target >= 3x)")
+    print(f"  label cache: first pass {first:.2f} s, repeated {repeat:.4f} s -> "
+          f"{first / max(repeat, 1e-9):.0f}x (target >= 100x)")
+    print(f"  largest log-prob difference plain vs optimised: {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
