@@ -64,23 +64,36 @@ def plot_by_setting(trials, title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def _groups(trials, exclude: set[str]) -> dict[str, list]:
+    """Trials grouped by their other settings (one line per group), labelled by them."""
+    out: dict[str, list] = {}
+    for t in trials:
+        rest = ", ".join(f"{k}={v}" for k, v in t.params.items() if k not in exclude)
+        out.setdefault(rest, []).append(t)
+    return out
+
+
 def plot_size(trials, title: str, path: Path) -> None:
-    by_model = sorted(trials, key=lambda t: models.entry(t.params["model"]).params)
-    x = [models.entry(t.params["model"]).params for t in by_model]
+    size = {t.params["model"]: models.entry(t.params["model"]).params for t in trials}
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    a1.errorbar(x, [t.user_attrs["alignment"] for t in by_model], yerr=_yerr(by_model),
-                fmt="o-", capsize=3, label="AI labeler (95% CI)")
-    _references(a1, by_model)
+    for rest, group in _groups(trials, {"model"}).items():
+        group = sorted(group, key=lambda t: size[t.params["model"]])
+        x = [size[t.params["model"]] for t in group]
+        suffix = f" ({rest})" if rest else ""
+        a1.errorbar(x, [t.user_attrs["alignment"] for t in group], yerr=_yerr(group),
+                    fmt="o-", capsize=3, label=f"AI labeler, 95% CI{suffix}")
+        a2.plot(x, [t.user_attrs["position_bias"] for t in group], "s-",
+                label=f"same position wins both orders{suffix}")
+        a2.plot(x, [t.user_attrs["position_bias_first"] for t in group], "^:",
+                label=f"... and it is position 1{suffix}")
+    _references(a1, trials)
     a1.set_ylabel("alignment with human preference")
-    a2.plot(x, [t.user_attrs["position_bias"] for t in by_model], "s-", color="tab:orange",
-            label="same position wins both orders")
-    a2.plot(x, [t.user_attrs["position_bias_first"] for t in by_model], "^:", color="tab:purple",
-            label="... and it is position 1")
     a2.set_ylabel("share of pairs")
     a2.set_ylim(0, 1.05)
+    names = sorted(size, key=size.get)
     for ax, sub in ((a1, "alignment"), (a2, "position bias")):
         ax.set_xscale("log")
-        ax.set_xticks(x, [f"{t.params['model']}\n{v:g}B" for t, v in zip(by_model, x)],
+        ax.set_xticks([size[m] for m in names], [f"{m}\n{size[m]:g}B" for m in names],
                       fontsize=8)
         ax.minorticks_off()
         ax.set_xlabel("labeler size (parameters, log scale)")
@@ -93,14 +106,13 @@ def plot_size(trials, title: str, path: Path) -> None:
 
 
 def plot_self_consistency(trials, title: str, path: Path) -> None:
-    temps = sorted({t.params.get("temperature", 0.0) for t in trials})
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for i, temp in enumerate(temps):
-        ts = sorted((t for t in trials if t.params.get("temperature", 0.0) == temp),
-                    key=lambda t: t.params.get("samples", 1))
+    groups = _groups(trials, {"samples"})
+    for i, (rest, group) in enumerate(groups.items()):
+        ts = sorted(group, key=lambda t: t.params.get("samples", 1))
         x = np.array([t.params.get("samples", 1) for t in ts]) * (1 + 0.04 * (i - 1))
         ax.errorbar(x, [t.user_attrs["alignment"] for t in ts], yerr=_yerr(ts), fmt="o-",
-                    capsize=3, label=f"temperature {temp}")
+                    capsize=3, label=rest or "AI labeler")
     _references(ax, trials)
     samples = sorted({t.params.get("samples", 1) for t in trials})
     ax.set_xscale("log")
@@ -186,7 +198,7 @@ def plot_importance(study, title: str, path: Path) -> bool:
     names = list(imp)[::-1]
     fig, ax = plt.subplots(figsize=(6, 1.5 + 0.5 * len(names)))
     ax.barh(names, [imp[n] for n in names], color="tab:blue")
-    ax.set_xlabel("importance for alignment (Optuna, share of variance)")
+    ax.set_xlabel("importance for alignment (Optuna PED-ANOVA, normalised)")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

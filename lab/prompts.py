@@ -63,9 +63,13 @@ class Exemplar:
     """A few-shot example: a pool pair and its human label (1 or 2)."""
 
     text: str
+    """The post."""
     first: str
+    """The summary shown as Summary 1."""
     second: str
+    """The summary shown as Summary 2."""
     label: int
+    """Which summary the human preferred: 1 or 2."""
 
 
 _ENV: SandboxedEnvironment | None = None
