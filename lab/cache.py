@@ -29,7 +29,8 @@ class LabelCache:
         self.path = Path(path) if path else None
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path) if self.path else ":memory:")
+        # several processes may share the file: wait for a writer rather than fail
+        self._db = sqlite3.connect(str(self.path) if self.path else ":memory:", timeout=60)
         self._db.execute("CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, value TEXT)")
         self.hits = 0
         self.misses = 0

@@ -4,7 +4,8 @@
 setting with alignment and its 95% CI, the paired difference against the base setting (the
 first setting of the experiment) on the same pairs with a paired-bootstrap p-value, position
 bias, length bias, seconds and tokens per pair; then a row for the length-only baseline on the
-same pairs and one for the human inter-annotator agreement range (73-77%, Stiennon et al.).
+same pairs and one for the human inter-annotator agreement range (73-77%, Stiennon et al.);
+after ``rlaif export``, also the exported best setting on the test split.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from lab.metrics import agreement
 from lab.run import read_records
@@ -36,10 +38,10 @@ def paired_bootstrap(a: dict, b: dict, n_boot: int = 2000, seed: int = 0) -> tup
     d = np.array([a[k] - b[k] for k in keys])
     if len(d) == 0:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    boots = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
     if not d.any():
         return 0.0, 1.0
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
     p = 2 * min((boots <= 0).mean(), (boots >= 0).mean())
     return float(d.mean()), float(min(1.0, max(p, 1.0 / n_boot)))
 
@@ -69,6 +71,18 @@ def build_table(folder: str | Path) -> pd.DataFrame:
             "position_bias": m["position_bias"],
             "prefers_longer": m["length_bias"],
             "seconds_per_pair": m["seconds_per_pair"],
+            "tokens_per_pair": m["prompt_tokens_per_pair"] + m["generated_tokens_per_pair"],
+        })
+    best_test = folder / "best_test_metrics.json"
+    if best_test.is_file() and (folder / "best.yaml").is_file():
+        setting = yaml.safe_load((folder / "best.yaml").read_text())["export"]["setting"]
+        m = json.loads(best_test.read_text())
+        rows.append({
+            "setting": "exported best (" + ", ".join(f"{k}={v}" for k, v in setting.items())
+            + f") on the {exp.test_split} split",
+            "n": m["n"], "alignment": m["alignment"], "ci_low": m["alignment_ci"][0],
+            "ci_high": m["alignment_ci"][1], "position_bias": m["position_bias"],
+            "prefers_longer": m["length_bias"], "seconds_per_pair": m["seconds_per_pair"],
             "tokens_per_pair": m["prompt_tokens_per_pair"] + m["generated_tokens_per_pair"],
         })
     m0 = trials[0].user_attrs

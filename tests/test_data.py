@@ -108,3 +108,11 @@ def test_real_tldr_folder(real_data):
     for p in pairs:
         by_post.setdefault(p.post_id, set()).add(split_of(p.post_id))
     assert all(len(s) == 1 for s in by_post.values())
+
+
+def test_real_hh_rlhf_split(real_data):
+    path = real_data / "hh_rlhf_test" / "helpful-base" / "test.jsonl.gz"
+    pairs, skipped = load_pairs(str(path))
+    assert (len(pairs), skipped) == (2354, 0)  # the published test size
+    assert 0.45 < sum(p.human for p in pairs) / len(pairs) < 0.55
+    assert all(p.text.startswith("Human:") and p.task == "dialogue" for p in pairs)
