@@ -196,3 +196,27 @@ def test_shipped_experiments_load():
     for path in sorted((ROOT / "experiments").glob("*.yaml")):
         exp = Experiment.load(path)
         assert exp.settings()
+
+
+def test_plots_written_for_the_axes_present(exp_file, tmp_path):
+    from lab.plots import write_plots
+
+    path = exp_file({"model": ["smollm2-135m", "qwen2.5-coder-0.5b"], "preamble": ["base",
+                     "detailed"]}, cost_objective="seconds_per_pair")
+    sweep = sweep_of(path, tmp_path)
+    sweep.run()
+    names = sorted(p.name for p in write_plots(sweep.out))
+    assert names == ["alignment_by_setting.png", "alignment_vs_size.png", "cost.png",
+                     "importance.png", "reliability.png"]
+    for name in names:
+        data = (sweep.out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_report_commands_on_a_folder_without_a_sweep(tmp_path):
+    for command in ("table", "plot", "export"):
+        r = subprocess.run([sys.executable, "-m", "lab", command, str(tmp_path)],
+                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert r.returncode == 2
+        assert r.stderr.strip() == (f"error: {tmp_path}: no experiment.json; "
+                                    "run `rlaif sweep` for it first")
