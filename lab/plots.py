@@ -132,25 +132,23 @@ def plot_reliability(trial, title: str, path: Path, bins: int = 10) -> None:
     p = np.array([r["p"] for r in records])
     human = np.array([r["human"] for r in records])
     conf = np.array([r["confidence"] or 0 for r in records], dtype=float)
-    which = np.clip((p * bins).astype(int), 0, bins - 1)
+    # Equal-count bins: small labelers' soft labels crowd near 0.5, where fixed-width bins
+    # would merge them into one or two points.
     centers, hard, soft, counts = [], [], [], []
-    for b in range(bins):
-        m = which == b
-        if m.any():
-            centers.append(p[m].mean())
-            hard.append(human[m].mean())
-            soft.append(human_soft(conf[m & (conf > 0)]).mean() if (m & (conf > 0)).any()
-                        else np.nan)
-            counts.append(int(m.sum()))
+    for idx in np.array_split(np.argsort(p, kind="stable"), min(bins, len(p))):
+        rated = idx[conf[idx] > 0]
+        centers.append(p[idx].mean())
+        hard.append(human[idx].mean())
+        soft.append(human_soft(conf[rated]).mean() if len(rated) else np.nan)
+        counts.append(len(idx))
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     ax.plot(centers, hard, "o-", label="human chose the first (share)")
     ax.plot(centers, soft, "s--", label="human 9-point confidence (as probability)")
-    for c, h, n in zip(centers, hard, counts):
-        ax.annotate(f"n={n}", (c, h), textcoords="offset points", xytext=(-8, 7), fontsize=7)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("AI soft label: P(first summary better), binned")
+    ax.set_xlabel(f"AI soft label: P(first summary better), {len(counts)} equal-count bins "
+                  f"of ~{counts[0]} pairs")
     ax.set_ylabel("human preference for the first summary")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
