@@ -30,6 +30,12 @@ from lab.run import read_records  # noqa: E402
 from lab.sweep import best_trial, complete_trials, load_results  # noqa: E402
 
 
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _yerr(trials) -> np.ndarray:
     a = np.array([t.user_attrs["alignment"] for t in trials])
     lo = np.array([t.user_attrs["alignment_ci"][0] for t in trials])
@@ -59,9 +65,7 @@ def plot_by_setting(trials, title: str, path: Path) -> None:
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (1 + 0.2 * len(trials))),
               ncol=2, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _groups(trials, exclude: set[str]) -> dict[str, list]:
@@ -100,9 +104,7 @@ def plot_size(trials, title: str, path: Path) -> None:
         ax.set_title(sub)
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_self_consistency(trials, title: str, path: Path) -> None:
@@ -122,9 +124,7 @@ def plot_self_consistency(trials, title: str, path: Path) -> None:
     ax.set_ylabel("alignment with human preference")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_reliability(trial, title: str, path: Path, bins: int = 10) -> None:
@@ -152,9 +152,7 @@ def plot_reliability(trial, title: str, path: Path, bins: int = 10) -> None:
     ax.set_ylabel("human preference for the first summary")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_cost(trials, title: str, path: Path) -> None:
@@ -176,9 +174,7 @@ def plot_cost(trials, title: str, path: Path) -> None:
     ax.set_ylabel("alignment with human preference")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_importance(study, title: str, path: Path) -> bool:
@@ -198,9 +194,7 @@ def plot_importance(study, title: str, path: Path) -> bool:
     ax.barh(names, [imp[n] for n in names], color="tab:blue")
     ax.set_xlabel("importance for alignment (Optuna PED-ANOVA, normalised)")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
