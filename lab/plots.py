@@ -167,12 +167,13 @@ def plot_cost(trials, title: str, path: Path) -> None:
     ax.errorbar(cost, align, yerr=_yerr(trials), fmt="o", color="tab:blue", alpha=0.6,
                 capsize=2, label="setting (95% CI)")
     ax.plot(cost[front], align[front], "D-", color="tab:red", lw=2, label="Pareto front")
-    for i in (range(len(trials)) if len(trials) <= 12 else front):
+    for i in (range(len(trials)) if len(trials) <= 4 else front):
         ax.annotate(", ".join(f"{k}={v}" for k, v in trials[i].params.items()),
                     (cost[i], align[i]), textcoords="offset points", xytext=(5, 5), fontsize=7)
     ax.set_xlabel("cost: seconds per pair (both orders, this CPU)")
     ax.set_ylabel("alignment with human preference")
-    ax.set_title(title)
+    ax.set_title(title + ("" if len(trials) <= 4 else "\n(settings on the front labelled)"),
+                 fontsize=10)
     ax.legend(fontsize=8)
     _save(fig, path)
 
