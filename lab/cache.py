@@ -48,6 +48,3 @@ class LabelCache:
             "INSERT OR REPLACE INTO labels (key, value) VALUES (?, ?)", (key, json.dumps(value))
         )
         self._db.commit()
-
-    def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]

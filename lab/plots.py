@@ -27,7 +27,7 @@ from lab import models  # noqa: E402
 from lab.metrics import human_soft  # noqa: E402
 from lab.report import HUMAN_AGREEMENT  # noqa: E402
 from lab.run import read_records  # noqa: E402
-from lab.sweep import best_trial, complete_trials, load_results  # noqa: E402
+from lab.sweep import best_trial, load_results, ordered_trials  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -203,11 +203,9 @@ def write_plots(folder: str | Path) -> list[Path]:
     """Write every plot the experiment's axes allow; returns the paths written."""
     folder = Path(folder)
     exp, study = load_results(folder)
-    trials = complete_trials(study)
+    trials = ordered_trials(exp, study)
     if not trials:
         raise RuntimeError(f"{folder}: the study has no complete trial")
-    order = {str(s): i for i, s in enumerate(exp.settings())}
-    trials.sort(key=lambda t: order.get(str(t.params), len(order)))
     subset = f"{exp.data.confidence}-confidence TL;DR, {exp.dev_split} split"
     n = trials[0].user_attrs["n"]
     written = []

@@ -19,7 +19,7 @@ import yaml
 
 from lab.metrics import agreement
 from lab.run import read_records
-from lab.sweep import complete_trials, load_results
+from lab.sweep import load_results, ordered_trials
 
 HUMAN_AGREEMENT = (0.73, 0.77)  # inter-annotator agreement on TL;DR (Stiennon et al. 2020)
 
@@ -50,11 +50,9 @@ def build_table(folder: str | Path) -> pd.DataFrame:
     """The ablation table of a sweep's results folder as a DataFrame."""
     folder = Path(folder)
     exp, study = load_results(folder)
-    trials = complete_trials(study)
+    trials = ordered_trials(exp, study)
     if not trials:
         raise RuntimeError(f"{folder}: the study has no complete trial")
-    order = {json.dumps(s, sort_keys=True): i for i, s in enumerate(exp.settings())}
-    trials.sort(key=lambda t: order.get(json.dumps(t.params, sort_keys=True), len(order)))
     base = agreement_by_key(trials[0].user_attrs["run_dir"])
     rows = []
     for t in trials:

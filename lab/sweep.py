@@ -186,6 +186,13 @@ def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return out
 
 
+def ordered_trials(exp: Experiment, study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Complete trials in the order of the experiment's settings (the first is the base)."""
+    order = {json.dumps(s, sort_keys=True): i for i, s in enumerate(exp.settings())}
+    return sorted(complete_trials(study),
+                  key=lambda t: order.get(json.dumps(t.params, sort_keys=True), len(order)))
+
+
 def best_trial(exp: Experiment, study: optuna.Study) -> optuna.trial.FrozenTrial:
     """Highest dev objective; ties go to the cheaper setting (fewer seconds per pair)."""
     trials = complete_trials(study)
