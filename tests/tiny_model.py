@@ -45,3 +45,19 @@ def build_tiny_model(folder: Path, head_dim: int = 16, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
+
+
+def build_tiny_encoder(folder: Path, seed: int = 0) -> Path:
+    """Save a 2-layer random BERT with the same small tokenizer into ``folder``."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    build_tiny_model(folder / "_tok", seed=seed)
+    tok = AutoTokenizer.from_pretrained(folder / "_tok")
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+    BertModel(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

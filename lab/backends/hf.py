@@ -62,6 +62,61 @@ def resolve_model(model: str) -> tuple[str, str | None, str]:
     )
 
 
+def load_causal_lm(model: str, dtype: torch.dtype):
+    """Load a causal LM and its tokenizer: (model, tokenizer, identity).
+
+    A GGUF file is dequantized once and saved as safetensors under the cache, so later loads
+    take about a second. The A2C policy and causal reward models load through here too.
+    """
+    source, gguf_file, identity = resolve_model(model)
+    if gguf_file is None:
+        return (*_from_pretrained(source, None, dtype), identity)
+    dtype_name = str(dtype).removeprefix("torch.")
+    converted = models.cache_dir() / "converted" / f"{identity.replace('/', '_')}-{dtype_name}"
+    if (converted / "config.json").is_file():
+        return (*_from_pretrained(str(converted), None, dtype), identity)
+    lm, tokenizer = _from_pretrained(source, gguf_file, dtype)
+    _save_converted(lm, tokenizer, converted)
+    return lm, tokenizer, identity
+
+
+def _from_pretrained(source: str, gguf_file: str | None, dtype: torch.dtype):
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
+        lm = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    except OSError as err:
+        raise BackendError(
+            f"could not load {source}{'/' + gguf_file if gguf_file else ''}: "
+            f"{str(err).splitlines()[0]} (offline? use a catalog name: `rlaif models list`)"
+        ) from None
+    return lm, tokenizer
+
+
+def _save_converted(lm, tokenizer, target: Path) -> None:
+    """Save dequantized weights as safetensors (temp folder, then rename)."""
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    try:
+        lm.hf_quantizer = None
+        if hasattr(lm.config, "quantization_config"):
+            del lm.config.quantization_config
+        lm.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # a cache miss next time, nothing worse
+
+
+def format_chat(tokenizer, user: str, assistant: str, chat: bool = True) -> str:
+    """A user turn and the start of the assistant turn as one prompt string."""
+    if not chat:
+        return f"{user}\n\n{assistant}"
+    head = tokenizer.apply_chat_template(
+        [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+    )
+    return head + assistant
+
+
 def _common_prefix(seqs: list[list[int]]) -> int:
     """Length of the longest common prefix of token sequences."""
     n = min(len(s) for s in seqs)
@@ -86,8 +141,7 @@ class TransformersBackend:
         torch.set_flush_denormal(True)  # dequantized weights run 3-10x slower without it
         self.device = device
         self.dtype = resolve_dtype(dtype, device)
-        source, gguf_file, self._identity = resolve_model(model)
-        self.model, self.tokenizer = self._load(source, gguf_file)
+        self.model, self.tokenizer, self._identity = load_causal_lm(model, self.dtype)
         self.model.to(device).eval()
         if chat not in ("auto", "on", "off"):
             raise BackendError(f"chat must be auto, on or off, not {chat!r}")
@@ -105,53 +159,8 @@ class TransformersBackend:
     def identity(self) -> str:
         return self._identity
 
-    def _load(self, source: str, gguf_file: str | None):
-        dtype_name = str(self.dtype).removeprefix("torch.")
-        if gguf_file is None:
-            return self._from_pretrained(source, None)
-        name = f"{self._identity.replace('/', '_')}-{dtype_name}"
-        converted = models.cache_dir() / "converted" / name
-        if (converted / "config.json").is_file():
-            return self._from_pretrained(str(converted), None)
-        model, tokenizer = self._from_pretrained(source, gguf_file)
-        self._save_converted(model, tokenizer, converted)
-        return model, tokenizer
-
-    def _from_pretrained(self, source: str, gguf_file: str | None):
-        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                source, dtype=self.dtype, **kwargs
-            )
-        except OSError as err:
-            raise BackendError(
-                f"could not load {source}{'/' + gguf_file if gguf_file else ''}: "
-                f"{str(err).splitlines()[0]} (offline? use a catalog name: `rlaif models list`)"
-            ) from None
-        return model, tokenizer
-
-    @staticmethod
-    def _save_converted(model, tokenizer, target: Path) -> None:
-        """Save dequantized weights as safetensors (temp folder, then rename)."""
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        try:
-            model.hf_quantizer = None
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            os.replace(tmp, target)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)  # a cache miss next time, nothing worse
-
     def format(self, user: str, assistant: str) -> str:
-        if not self.chat:
-            return f"{user}\n\n{assistant}"
-        head = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-        )
-        return head + assistant
+        return format_chat(self.tokenizer, user, assistant, self.chat)
 
     def _encode(self, prompt: str) -> torch.Tensor:
         ids = self.tokenizer(prompt, add_special_tokens=not self.chat, return_tensors="pt")

@@ -1,0 +1,346 @@
+"""Stage 11 of the pipeline: A2C, a policy optimised against the reward model (RLAIF 2.4).
+
+A small instruct model writes TL;DR summaries of training-split posts. One update:
+
+  1. roll out: sample a summary for each post of a batch (``prompts/rl/policy.jinja``);
+  2. reward: the reward model's score of the finished summary (or, for direct RLAIF, the
+     labeler's expected 1-9 rating, ``prompts/rl/rate.jinja``), minus a per-token KL penalty
+     ``kl_coef * (log pi(a|s) - log pi_ref(a|s))`` to the frozen starting policy;
+  3. advantages with GAE(gamma, lambda) against a value head on the policy's last hidden state;
+  4. one gradient step on  pg_loss + vf_coef * value_loss - ent_coef * entropy,
+     with gradient clipping (A2C is PPO with one epoch, one minibatch and no clipping).
+
+Only the top ``train_layers`` blocks (and the final norm) of the policy train, which is what
+makes a 135M policy fit 2 CPU cores; the embeddings (tied to the LM head) stay frozen.
+Every update appends a row to ``log.csv`` (reward, KL, losses, entropy, length); a checkpoint
+of the trained parameters, the value head and the optimizer is written every
+``checkpoint_every`` updates, and a rerun resumes from it. ``curves.png`` plots the log.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from lab import data as data_mod
+from lab.backends.hf import format_chat, load_causal_lm
+from lab.prompts import render_template
+from lab.reward_model import _layers
+from lab.rm_labels import post_text
+from lab.run import RunError, write_json_atomic
+
+LOG_FIELDS = ["update", "reward", "score", "kl", "pg_loss", "value_loss", "entropy",
+              "length", "seconds"]
+
+
+@dataclass(frozen=True)
+class A2CConfig:
+    """Everything an A2C run depends on (written to ``config.json``)."""
+
+    policy: str = "smollm2-135m"
+    """Starting policy: catalog name (``qwen2.5-coder-0.5b`` is the larger option) or folder."""
+    reward: str = "rm"
+    """``rm``: the reward model in ``rm_dir``; ``labeler``: direct RLAIF with ``labeler``."""
+    rm_dir: str | None = None
+    """A trained reward-model folder (``DIR/rm_ai`` from ``rlaif rm train``)."""
+    labeler: str | None = None
+    """Exported labeler config (``best.yaml``) for direct RLAIF."""
+    data: str | None = None
+    """TL;DR comparisons whose training-split posts are the prompts (None: $RLAIF_DATA_DIR)."""
+    updates: int = 40
+    """Gradient updates."""
+    batch_size: int = 4
+    """Posts (episodes) per update."""
+    max_new_tokens: int = 40
+    """Longest summary, in tokens."""
+    max_post_tokens: int = 256
+    """Posts longer than this many tokens are not used (compute on 2 cores)."""
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts."""
+    lr: float = 2e-5
+    """Adam learning rate."""
+    train_layers: int = 4
+    """Top transformer blocks of the policy that train."""
+    kl_coef: float = 0.05
+    """Weight of the per-token KL penalty to the starting policy."""
+    gamma: float = 1.0
+    """Discount."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    ent_coef: float = 0.001
+    """Weight of the entropy bonus."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    checkpoint_every: int = 10
+    """Updates between checkpoints."""
+    seed: int = 0
+    """Seed of the post order, the sampling and the value head."""
+
+
+def policy_prompt(tokenizer, post: str) -> str:
+    """The policy's prompt for one post (chat template when the tokenizer has one)."""
+    user = render_template("rl/policy.jinja", part="user", post_block=post)
+    assistant = render_template("rl/policy.jinja", part="assistant", post_block=post)
+    return format_chat(tokenizer, user, assistant, bool(getattr(tokenizer, "chat_template", None)))
+
+
+def training_posts(data: str | None, tokenizer, max_tokens: int, split: str = "train") -> list:
+    """Distinct posts of a split (as ``prompts/post.jinja`` renders them), short enough."""
+    source = data_mod.resolve_data_path(data)
+    pairs, _ = data_mod.load_pairs(source)
+    seen, posts = set(), []
+    for p in sorted(data_mod.select(pairs, "all", split), key=lambda p: p.key):
+        if p.post_id in seen:
+            continue
+        seen.add(p.post_id)
+        text = post_text(p)
+        if len(tokenizer.encode(text, add_special_tokens=False)) <= max_tokens:
+            posts.append((p.post_id, text))
+    if not posts:
+        raise RunError(f"{source}: no {split}-split post has at most {max_tokens} tokens")
+    return posts
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of left-padded rows (as ``generate`` numbers them)."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+class Policy(nn.Module):
+    """A causal LM whose top blocks train, with a scalar value head on its last hidden state."""
+
+    def __init__(self, lm: nn.Module, train_layers: int) -> None:
+        super().__init__()
+        self.lm = lm
+        for p in lm.parameters():
+            p.requires_grad_(False)
+        base = lm.base_model
+        for p in _layers(base)[-train_layers:].parameters() if train_layers else []:
+            p.requires_grad_(True)
+        norm = getattr(base, "norm", None)
+        if train_layers and norm is not None:
+            for p in norm.parameters():
+                p.requires_grad_(True)
+        self.value_head = nn.Linear(lm.config.hidden_size, 1)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, keep: int):
+        """Logits and values of the last ``keep`` positions."""
+        out = self.lm(input_ids=ids, attention_mask=mask, position_ids=positions(mask),
+                      output_hidden_states=True, logits_to_keep=keep)
+        values = self.value_head(out.hidden_states[-1][:, -keep:]).squeeze(-1)
+        return out.logits, values
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v.detach().clone() for k, v in self.state_dict().items() if k in names}
+
+
+def make_scorer(config: A2CConfig):
+    """A function (posts, summaries) -> rewards: the reward model or the labeler's rating."""
+    if config.reward == "rm":
+        from lab.reward_model import load_reward_model
+
+        if not config.rm_dir:
+            raise RunError("reward=rm needs --rm DIR (a folder written by `rlaif rm train`)")
+        rm = load_reward_model(config.rm_dir)
+        return lambda posts, summaries: rm(posts, summaries).detach()
+    if config.reward == "labeler":
+        from lab.backends import make_backend
+        from lab.config import RunConfig
+
+        if not config.labeler:
+            raise RunError("reward=labeler needs --labeler best.yaml")
+        backend = make_backend(RunConfig.load(config.labeler).backend)
+        digits = [str(d) for d in range(1, 10)]
+
+        def rate(posts: list[str], summaries: list[str]) -> torch.Tensor:
+            prompts = [backend.format(
+                render_template("rl/rate.jinja", part="user", post_block=p, summary=s),
+                render_template("rl/rate.jinja", part="assistant", post_block=p, summary=s))
+                for p, s in zip(posts, summaries)]
+            lp = torch.tensor([s.logprobs for s in backend.score(prompts, digits)])
+            return (torch.softmax(lp, dim=-1) * torch.arange(1, 10)).sum(-1)
+
+        return rate
+    raise RunError(f"reward must be rm or labeler, not {config.reward!r}")
+
+
+def generate(lm, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float):
+    """Sample (temperature > 0) or decode greedily; returns (ids, mask, prompt length)."""
+    tokenizer.padding_side = "left"
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    sample = temperature > 0
+    with torch.no_grad():
+        out = lm.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sample,
+                          temperature=temperature if sample else None,
+                          top_k=0 if sample else None, top_p=1.0 if sample else None,
+                          pad_token_id=tokenizer.pad_token_id)
+    start = enc["input_ids"].shape[1]
+    response = out[:, start:]
+    done = torch.cumsum((response == tokenizer.eos_token_id).long(), dim=1)
+    # a response token counts up to and including its first end-of-sequence token
+    resp_mask = (done - (response == tokenizer.eos_token_id).long()) == 0
+    mask = torch.cat([enc["attention_mask"], resp_mask.long()], dim=1)
+    return out, mask, start
+
+
+def decode_summaries(tokenizer, ids: torch.Tensor, mask: torch.Tensor, start: int) -> list[str]:
+    """The text of each response (up to its end-of-sequence token), stripped."""
+    return [tokenizer.decode(row[start:][m[start:].bool()], skip_special_tokens=True).strip()
+            for row, m in zip(ids, mask)]
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
+        lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimates and returns over the response tokens."""
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros(rewards.shape[0])
+    steps = rewards.shape[1]
+    for t in reversed(range(steps)):
+        nonterminal = mask[:, t + 1] if t + 1 < steps else torch.zeros_like(last)
+        next_value = values[:, t + 1] if t + 1 < steps else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value * nonterminal - values[:, t]
+        last = delta + gamma * lam * nonterminal * last
+        adv[:, t] = last
+    return adv * mask, (adv + values) * mask
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def a2c_update(policy: Policy, ref: nn.Module, tokenizer, posts: list[str], scorer,
+               opt: torch.optim.Optimizer, c: A2CConfig) -> dict:
+    """One rollout and one gradient step; returns the logged statistics."""
+    prompts = [policy_prompt(tokenizer, p) for p in posts]
+    ids, mask, start = generate(policy.lm, tokenizer, prompts, c.max_new_tokens, c.temperature)
+    steps = ids.shape[1] - start
+    resp_ids, resp_mask = ids[:, start:], mask[:, start:].float()
+    summaries = decode_summaries(tokenizer, ids, mask, start)
+    score = scorer(posts, summaries).float()
+    logits, values = policy(ids, mask, steps + 1)
+    logits = logits[:, :-1] / max(c.temperature, 1e-6)
+    values = values[:, :-1]
+    logp_all = torch.log_softmax(logits.float(), dim=-1)
+    logp = logp_all.gather(-1, resp_ids[..., None]).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    with torch.no_grad():
+        ref_logits = ref(input_ids=ids, attention_mask=mask, position_ids=positions(mask),
+                         logits_to_keep=steps + 1).logits
+        ref_logp = torch.log_softmax(ref_logits[:, :-1].float() / max(c.temperature, 1e-6), -1)
+        ref_logp = ref_logp.gather(-1, resp_ids[..., None]).squeeze(-1)
+        kl = (logp.detach() - ref_logp) * resp_mask
+        rewards = -c.kl_coef * kl
+        last = (resp_mask.sum(1).long() - 1).clamp(min=0)
+        rewards[torch.arange(len(posts)), last] += score
+        adv, returns = gae(rewards, values.detach(), resp_mask, c.gamma, c.gae_lambda)
+        mu, sd = masked_mean(adv, resp_mask), adv[resp_mask.bool()].std().nan_to_num(1.0)
+        adv = (adv - mu) / (sd + 1e-8) * resp_mask
+    pg_loss = -masked_mean(adv * logp, resp_mask)
+    value_loss = 0.5 * masked_mean((values - returns) ** 2, resp_mask)
+    ent = masked_mean(entropy, resp_mask)
+    loss = pg_loss + c.vf_coef * value_loss - c.ent_coef * ent
+    opt.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_([p for p in policy.parameters() if p.requires_grad],
+                             c.max_grad_norm)
+    opt.step()
+    return {"reward": float(score.mean() - c.kl_coef * kl.sum(1).mean()),
+            "score": float(score.mean()), "kl": float(kl.sum(1).mean()),
+            "pg_loss": pg_loss.item(), "value_loss": value_loss.item(), "entropy": ent.item(),
+            "length": float(resp_mask.sum(1).mean())}
+
+
+def load_policy(config: A2CConfig) -> tuple[Policy, nn.Module, object]:
+    """(trainable policy, frozen reference, tokenizer) at the starting weights."""
+    torch.set_flush_denormal(True)
+    lm, tokenizer, _ = load_causal_lm(config.policy, torch.float32)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    ref = copy.deepcopy(lm).eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(config.seed)
+    return Policy(lm, config.train_layers), ref, tokenizer
+
+
+def train(config: A2CConfig, out: str | Path, progress: bool = True) -> list[dict]:
+    """Run (or resume) A2C into the folder ``out``; returns the log rows."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.json"
+    if cfg_path.is_file():  # resuming: only the number of updates may grow
+        old = {**json.loads(cfg_path.read_text()), "updates": config.updates}
+        if old != dataclasses.asdict(config):
+            raise RunError(f"{cfg_path} holds a different A2C config; use another --out "
+                           "(only --updates may change, to train further)")
+    write_json_atomic(cfg_path, dataclasses.asdict(config))
+    policy, ref, tokenizer = load_policy(config)
+    posts = training_posts(config.data, tokenizer, config.max_post_tokens)
+    scorer = make_scorer(config)
+    opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=config.lr)
+    rng = random.Random(config.seed)
+    log: list[dict] = []
+    ckpt = out / "checkpoint.pt"
+    if ckpt.is_file():
+        saved = torch.load(ckpt, weights_only=False)
+        policy.load_state_dict(saved["policy"], strict=False)
+        opt.load_state_dict(saved["optimizer"])
+        rng.setstate(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        log = saved["log"]
+    bar = tqdm(total=config.updates, initial=len(log), desc="a2c", unit="update",
+               disable=not progress, file=sys.stderr)
+    while len(log) < config.updates:
+        t0 = time.perf_counter()
+        batch = [text for _, text in rng.sample(posts, min(config.batch_size, len(posts)))]
+        stats = a2c_update(policy, ref, tokenizer, batch, scorer, opt, config)
+        log.append({"update": len(log) + 1, **stats, "seconds": time.perf_counter() - t0})
+        _write_log(out / "log.csv", log)
+        if len(log) % config.checkpoint_every == 0 or len(log) == config.updates:
+            tmp = ckpt.with_name("checkpoint.pt.tmp")
+            torch.save({"policy": policy.trainable_state(), "optimizer": opt.state_dict(),
+                        "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+                        "log": log}, tmp)
+            tmp.replace(ckpt)
+        bar.update(1)
+        bar.set_postfix(score=f"{stats['score']:.3f}", kl=f"{stats['kl']:.3f}")
+    bar.close()
+    from lab.plots import plot_a2c
+
+    plot_a2c(log, out / "curves.png", config)
+    return log
+
+
+def _write_log(path: Path, log: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(log)
+    tmp.replace(path)
+
+
+def load_trained(folder: str | Path) -> tuple[Policy, nn.Module, object, A2CConfig]:
+    """The trained policy of an A2C folder, with its reference and tokenizer."""
+    folder = Path(folder)
+    if not (folder / "checkpoint.pt").is_file():
+        raise RunError(f"{folder}: no A2C checkpoint; run `rlaif rl train --out {folder}`")
+    config = A2CConfig(**json.loads((folder / "config.json").read_text()))
+    policy, ref, tokenizer = load_policy(config)
+    saved = torch.load(folder / "checkpoint.pt", weights_only=False)
+    policy.load_state_dict(saved["policy"], strict=False)
+    return policy.eval(), ref, tokenizer, config
