@@ -68,7 +68,7 @@ class A2CConfig:
     """Posts longer than this many tokens are not used (compute on 2 cores)."""
     temperature: float = 1.0
     """Sampling temperature of the rollouts."""
-    lr: float = 2e-5
+    lr: float = 1e-4
     """Adam learning rate."""
     train_layers: int = 4
     """Top transformer blocks of the policy that train."""

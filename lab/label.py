@@ -70,8 +70,10 @@ class Labeler:
         decode: DecodeConfig,
         exemplars: list[Exemplar],
         cache: LabelCache | None = None,
+        preamble_text: str = "",
     ) -> None:
         self.backend = backend
+        self.preamble_text = preamble_text
         self.prompt = prompt
         self.decode = decode
         self.exemplars = exemplars
@@ -80,7 +82,7 @@ class Labeler:
     def prompt_for(self, pair: Pair, swapped: bool = False, rationale: str | None = None) -> str:
         """The full prompt string for one order of a pair (ends right before the answer)."""
         s1, s2 = (pair.second, pair.first) if swapped else (pair.first, pair.second)
-        r = render(self.prompt, pair.text, s1, s2, self.exemplars, rationale)
+        r = render(self.prompt, pair.text, s1, s2, self.exemplars, rationale, self.preamble_text)
         return self.backend.format(r.user, r.assistant)
 
     def label(self, pair: Pair) -> dict:

@@ -118,7 +118,8 @@ def _template_in_traceback(err: Exception) -> str | None:
 
 def preambles() -> list[str]:
     """Names of the preamble templates in ``prompts/preamble/``."""
-    return sorted(p.stem for p in (PROMPTS_DIR / "preamble").glob("*.jinja"))
+    return sorted(p.stem for p in (PROMPTS_DIR / "preamble").glob("*.jinja")
+                  if not p.stem.startswith("_"))
 
 
 def choose_exemplars(pool: list[Pair], k: int, seed: int, max_chars: int) -> list[Exemplar]:
@@ -149,6 +150,7 @@ def render(
     summary_2: str,
     exemplars: list[Exemplar],
     rationale: str | None = None,
+    preamble_text: str = "",
 ) -> Rendered:
     """Render the labeler prompt for one presentation order.
 
@@ -159,6 +161,8 @@ def render(
         summary_2: the summary shown second.
         exemplars: the few-shot exemplars (``len == config.shots``).
         rationale: for CoT, the decoded rationale; None before it is decoded.
+        preamble_text: the text of the ``_candidate`` preamble (a preamble being optimised
+            by ``rlaif optimize``); other preambles ignore it.
     """
     ending = "cot" if config.cot else "direct"
     sample = {"text": text, "summary_1": summary_1, "summary_2": summary_2}
@@ -171,6 +175,7 @@ def render(
         ending=ending,
         part="user",
         rationale=rationale,
+        preamble_text=preamble_text,
     )
     assistant = render_template(f"ending/{ending}.jinja", part="assistant", rationale=rationale)
     return Rendered(user=user, assistant=assistant)

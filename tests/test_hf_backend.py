@@ -38,6 +38,13 @@ def test_prefix_reuse_matches_plain_passes(tiny):
             assert max(abs(u - v) for u, v in zip(x.logprobs, y.logprobs)) < 1e-3
     # the cache holds the last pair's shared prefix, which includes the whole preamble
     assert len(shared._cached_ids) > 200
+    # suffixes of different lengths go in one right-padded batch
+    uneven = [prompts_of(shared)[0][0], prompts_of(shared)[0][1] + " and a longer tail",
+              prompts_of(shared)[1][0]]
+    batched = shared.score(uneven, ["1", "2"])
+    for x, prompt in zip(batched, uneven):
+        y = plain.score([prompt], ["1", "2"])[0]
+        assert max(abs(u - v) for u, v in zip(x.logprobs, y.logprobs)) < 1e-3
 
 
 def test_chat_template_and_digits(tiny):

@@ -201,14 +201,38 @@ class TransformersBackend:
         pair: preamble, exemplars and post, shared by both orders). At the next call it is
         cut back to what the new prompts share with it (the preamble and exemplars, shared by
         every pair of a setting) and extended from there, so no prefix token is computed twice.
+        The prompts' suffixes (both orders' summaries, or every rationale of a pair) run as
+        one batch after that prefix.
         """
         shared = min(_common_prefix(toks), min(len(t) for t in toks) - 1)
         self._hold(toks[0][:shared])
-        rows = []
-        for t in toks:
-            rows.append(self._extend(t[shared:])[0, -1])
+        if len(toks) == 1:
+            row = self._extend(toks[0][shared:])[0, -1]
             self._crop_to(shared)
-        return rows
+            return [row]
+        return self._extend_batch([t[shared:] for t in toks])
+
+    def _extend_batch(self, suffixes: list[list[int]]) -> list[torch.Tensor]:
+        """Run several suffixes after the cached prefix as one right-padded batch.
+
+        The prefix's key/value cache is repeated once per suffix for the pass, then cut back
+        to the prefix and to one row, so the next call starts from the same state.
+        """
+        n, width = len(suffixes), max(len(s) for s in suffixes)
+        pad = self.tokenizer.pad_token_id
+        pad = pad if pad is not None else self.tokenizer.eos_token_id
+        prefix = self._cache.get_seq_length()
+        ids = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], device=self.device)
+        mask = torch.ones(n, prefix + width, dtype=torch.long, device=self.device)
+        for i, s in enumerate(suffixes):
+            mask[i, prefix + len(s):] = 0
+        self._cache.batch_repeat_interleave(n)
+        self.computed_tokens += n * width
+        logits = self.model(input_ids=ids, attention_mask=mask, past_key_values=self._cache,
+                            use_cache=True, logits_to_keep=width).logits
+        self._crop_to(prefix)
+        self._cache.batch_select_indices(torch.tensor([0], device=self.device))
+        return [logits[i, len(s) - 1] for i, s in enumerate(suffixes)]
 
     def _hold(self, ids: list[int]) -> None:
         """Make the key/value cache hold exactly ``ids``, reusing its common prefix."""
