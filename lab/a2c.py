@@ -4,7 +4,8 @@ A small instruct model writes TL;DR summaries of training-split posts. One updat
 
   1. roll out: sample a summary for each post of a batch (``prompts/rl/policy.jinja``);
   2. reward: the reward model's score of the finished summary (or, for direct RLAIF, the
-     labeler's expected 1-9 rating, ``prompts/rl/rate.jinja``), minus a per-token KL penalty
+     labeler's expected 1-9 rating, ``prompts/rl/rate.jinja``), centred and scaled by its
+     running mean and standard deviation, minus a per-token KL penalty
      ``kl_coef * (log pi(a|s) - log pi_ref(a|s))`` to the frozen starting policy;
   3. advantages with GAE(gamma, lambda) against a value head on the policy's last hidden state;
   4. one gradient step on  pg_loss + vf_coef * value_loss - ent_coef * entropy,
@@ -82,6 +83,9 @@ class A2CConfig:
     """Weight of the value loss."""
     ent_coef: float = 0.001
     """Weight of the entropy bonus."""
+    normalize_reward: bool = True
+    """Divide the score by its running standard deviation (and center it) before adding the
+    KL penalty, so that the KL coefficient means the same whatever the reward model's scale."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
     checkpoint_every: int = 10
@@ -218,12 +222,31 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return adv * mask, (adv + values) * mask
 
 
+class RunningStats:
+    """Running mean and variance of the scores (Welford), saved with the checkpoint."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def update(self, x: torch.Tensor) -> None:
+        for v in x.tolist():
+            self.n += 1
+            d = v - self.mean
+            self.mean += d / self.n
+            self.m2 += d * (v - self.mean)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        std = (self.m2 / (self.n - 1)) ** 0.5 if self.n > 1 else 1.0
+        return (x - self.mean) / (std + 1e-6)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
 def a2c_update(policy: Policy, ref: nn.Module, tokenizer, posts: list[str], scorer,
-               opt: torch.optim.Optimizer, c: A2CConfig) -> dict:
+               opt: torch.optim.Optimizer, c: A2CConfig,
+               stats: RunningStats | None = None) -> dict:
     """One rollout and one gradient step; returns the logged statistics."""
     prompts = [policy_prompt(tokenizer, p) for p in posts]
     ids, mask, start = generate(policy.lm, tokenizer, prompts, c.max_new_tokens, c.temperature)
@@ -245,7 +268,11 @@ def a2c_update(policy: Policy, ref: nn.Module, tokenizer, posts: list[str], scor
         kl = (logp.detach() - ref_logp) * resp_mask
         rewards = -c.kl_coef * kl
         last = (resp_mask.sum(1).long() - 1).clamp(min=0)
-        rewards[torch.arange(len(posts)), last] += score
+        terminal = score
+        if c.normalize_reward and stats is not None:
+            stats.update(score)
+            terminal = stats.normalize(score)
+        rewards[torch.arange(len(posts)), last] += terminal
         adv, returns = gae(rewards, values.detach(), resp_mask, c.gamma, c.gae_lambda)
         mu, sd = masked_mean(adv, resp_mask), adv[resp_mask.bool()].std().nan_to_num(1.0)
         adv = (adv - mu) / (sd + 1e-8) * resp_mask
@@ -258,7 +285,7 @@ def a2c_update(policy: Policy, ref: nn.Module, tokenizer, posts: list[str], scor
     nn.utils.clip_grad_norm_([p for p in policy.parameters() if p.requires_grad],
                              c.max_grad_norm)
     opt.step()
-    return {"reward": float(score.mean() - c.kl_coef * kl.sum(1).mean()),
+    return {"reward": float(terminal.mean() - c.kl_coef * kl.sum(1).mean()),
             "score": float(score.mean()), "kl": float(kl.sum(1).mean()),
             "pg_loss": pg_loss.item(), "value_loss": value_loss.item(), "entropy": ent.item(),
             "length": float(resp_mask.sum(1).mean())}
@@ -293,6 +320,7 @@ def train(config: A2CConfig, out: str | Path, progress: bool = True) -> list[dic
     scorer = make_scorer(config)
     opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=config.lr)
     rng = random.Random(config.seed)
+    stats = RunningStats()
     log: list[dict] = []
     ckpt = out / "checkpoint.pt"
     if ckpt.is_file():
@@ -301,23 +329,24 @@ def train(config: A2CConfig, out: str | Path, progress: bool = True) -> list[dic
         opt.load_state_dict(saved["optimizer"])
         rng.setstate(saved["rng"])
         torch.set_rng_state(saved["torch_rng"])
+        stats.__dict__.update(saved["reward_stats"])
         log = saved["log"]
     bar = tqdm(total=config.updates, initial=len(log), desc="a2c", unit="update",
                disable=not progress, file=sys.stderr)
     while len(log) < config.updates:
         t0 = time.perf_counter()
         batch = [text for _, text in rng.sample(posts, min(config.batch_size, len(posts)))]
-        stats = a2c_update(policy, ref, tokenizer, batch, scorer, opt, config)
-        log.append({"update": len(log) + 1, **stats, "seconds": time.perf_counter() - t0})
+        row = a2c_update(policy, ref, tokenizer, batch, scorer, opt, config, stats)
+        log.append({"update": len(log) + 1, **row, "seconds": time.perf_counter() - t0})
         _write_log(out / "log.csv", log)
         if len(log) % config.checkpoint_every == 0 or len(log) == config.updates:
             tmp = ckpt.with_name("checkpoint.pt.tmp")
             torch.save({"policy": policy.trainable_state(), "optimizer": opt.state_dict(),
                         "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
-                        "log": log}, tmp)
+                        "reward_stats": dict(stats.__dict__), "log": log}, tmp)
             tmp.replace(ckpt)
         bar.update(1)
-        bar.set_postfix(score=f"{stats['score']:.3f}", kl=f"{stats['kl']:.3f}")
+        bar.set_postfix(score=f"{row['score']:.3f}", kl=f"{row['kl']:.3f}")
     bar.close()
     from lab.plots import plot_a2c
 

@@ -213,6 +213,9 @@ def cmd_rl(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if args.rm:
         given["rm_dir"] = args.rm
+        labeled = Path(args.rm).parent / "label" / "config.json"
+        if "data" not in given and labeled.is_file():  # the data the reward model came from
+            given["data"] = json.loads(labeled.read_text())["data"]["path"]
     config = A2CConfig(**given)
     try:
         log = train(config, args.out, progress=not args.no_progress)
@@ -307,12 +310,15 @@ def _rl_parser(sub) -> None:
                     help="rm (default) or labeler: direct RLAIF, the labeler rates 1-9")
     tr.add_argument("--labeler", help="exported labeler config for --reward labeler")
     tr.add_argument("--policy", help="starting policy (default smollm2-135m)")
-    tr.add_argument("--data", help="TL;DR comparisons (their training-split posts)")
+    tr.add_argument("--data", help="TL;DR comparisons (their training-split posts; default: "
+                    "the data the reward model was labeled on)")
     for name, kind in (("updates", int), ("batch_size", int), ("max_new_tokens", int),
                        ("max_post_tokens", int), ("train_layers", int), ("seed", int),
                        ("lr", float), ("kl_coef", float), ("temperature", float),
                        ("gae_lambda", float), ("ent_coef", float), ("vf_coef", float)):
         tr.add_argument("--" + name.replace("_", "-"), type=kind, dest=name)
+    tr.add_argument("--normalize-reward", action=argparse.BooleanOptionalAction, default=None,
+                    help="centre and scale the score by its running statistics (default on)")
     tr.add_argument("--no-progress", action="store_true")
     w = sub.add_parser("winrate", help="labeler-judged win rate of a trained policy")
     w.add_argument("folder", help="the folder `rlaif rl train` wrote")

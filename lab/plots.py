@@ -238,9 +238,12 @@ def write_plots(folder: str | Path) -> list[Path]:
 def plot_a2c(log: list[dict], path: Path, config) -> None:
     """A2C curves per update: score and reward, KL to the start, losses, entropy, length."""
     x = [r["update"] for r in log]
-    panels = [("score", "reward-model score (mean)"), ("kl", "KL to starting policy"),
+    score = "reward-model score" if config.reward == "rm" else "labeler's expected rating"
+    panels = [("score", f"{score} (mean)"), ("kl", "KL to starting policy (nats/summary)"),
               ("value_loss", "value loss"), ("entropy", "entropy (nats/token)"),
-              ("length", "summary length (tokens)"), ("reward", "episode reward (score - KL)")]
+              ("length", "summary length (tokens)"),
+              ("reward", "episode reward (normalised score - KL)" if config.normalize_reward
+               else "episode reward (score - KL)")]
     fig, axes = plt.subplots(2, 3, figsize=(12, 6))
     for ax, (key, title) in zip(axes.flat, panels):
         y = np.array([r[key] for r in log], dtype=float)

