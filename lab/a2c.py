@@ -21,7 +21,6 @@ of the trained parameters, the value head and the optimizer is written every
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
 import json
 import random
@@ -37,9 +36,9 @@ from tqdm import tqdm
 from lab import data as data_mod
 from lab.backends.hf import format_chat, load_causal_lm
 from lab.prompts import render_template
-from lab.reward_model import _layers
+from lab.reward_model import _layers, save_atomic, trainable_state
 from lab.rm_labels import post_text
-from lab.run import RunError, write_json_atomic
+from lab.run import RunError, write_csv_atomic, write_json_atomic
 
 LOG_FIELDS = ["update", "reward", "score", "kl", "pg_loss", "value_loss", "entropy",
               "length", "seconds"]
@@ -148,8 +147,7 @@ class Policy(nn.Module):
         return out.logits, values
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
-        return {k: v.detach().clone() for k, v in self.state_dict().items() if k in names}
+        return trainable_state(self)
 
 
 def make_scorer(config: A2CConfig):
@@ -338,13 +336,11 @@ def train(config: A2CConfig, out: str | Path, progress: bool = True) -> list[dic
         batch = [text for _, text in rng.sample(posts, min(config.batch_size, len(posts)))]
         row = a2c_update(policy, ref, tokenizer, batch, scorer, opt, config, stats)
         log.append({"update": len(log) + 1, **row, "seconds": time.perf_counter() - t0})
-        _write_log(out / "log.csv", log)
+        write_csv_atomic(out / "log.csv", log, LOG_FIELDS)
         if len(log) % config.checkpoint_every == 0 or len(log) == config.updates:
-            tmp = ckpt.with_name("checkpoint.pt.tmp")
-            torch.save({"policy": policy.trainable_state(), "optimizer": opt.state_dict(),
-                        "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
-                        "reward_stats": dict(stats.__dict__), "log": log}, tmp)
-            tmp.replace(ckpt)
+            save_atomic(ckpt, {"policy": policy.trainable_state(), "optimizer": opt.state_dict(),
+                               "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+                               "reward_stats": dict(stats.__dict__), "log": log})
         bar.update(1)
         bar.set_postfix(score=f"{row['score']:.3f}", kl=f"{row['kl']:.3f}")
     bar.close()
@@ -352,15 +348,6 @@ def train(config: A2CConfig, out: str | Path, progress: bool = True) -> list[dic
 
     plot_a2c(log, out / "curves.png", config)
     return log
-
-
-def _write_log(path: Path, log: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(log)
-    tmp.replace(path)
 
 
 def load_trained(folder: str | Path) -> tuple[Policy, nn.Module, object, A2CConfig]:

@@ -19,7 +19,6 @@ checkpoints every epoch; a killed run resumes from its last epoch.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -33,7 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lab import models
-from lab.run import RunError, write_json_atomic
+from lab.run import RunError, write_csv_atomic, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -158,8 +157,13 @@ class RewardModel(nn.Module):
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The parameters that training changes (what a checkpoint holds)."""
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
-        return {k: v.detach().clone() for k, v in self.state_dict().items() if k in names}
+        return trainable_state(self)
+
+
+def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the parameters of ``module`` that require gradients."""
+    names = {n for n, p in module.named_parameters() if p.requires_grad}
+    return {k: v.detach().clone() for k, v in module.state_dict().items() if k in names}
 
 
 class FeatureCache:
@@ -190,7 +194,7 @@ class FeatureCache:
             feats = model.features([p for _, (p, _) in chunk], [s for _, (_, s) in chunk])
             store.update({k: f.clone() for (k, _), f in zip(chunk, feats)})
         if todo and self.path is not None:
-            _save(self.path, self.stores)
+            save_atomic(self.path, self.stores)
         return torch.stack([store[k] for k in keys])
 
 
@@ -309,15 +313,15 @@ def train_reward_model(rows: list[dict], config: RMConfig, out: str | Path,
                                  "val_acc": val_acc})
         if val_loss < state["best"] - 1e-6:
             state["best"], state["since_best"] = val_loss, 0
-            _save(out / "model.pt", model.trainable_state())
+            save_atomic(out / "model.pt", model.trainable_state())
         else:
             state["since_best"] += 1
-        _save(ckpt, {"model": model.trainable_state(), "optimizer": opt.state_dict(),
+        save_atomic(ckpt, {"model": model.trainable_state(), "optimizer": opt.state_dict(),
                      "rng": rng.getstate(), "state": state})
         bar.update(1)
         bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
     bar.close()
-    _write_log(out / "log.csv", state["history"])
+    write_csv_atomic(out / "log.csv", state["history"], list(state["history"][0]))
     best = min(state["history"], key=lambda h: h["val_loss"])
     result = {"labels": config.labels, "n_train": len(train), "n_val": len(val),
               "epochs": state["epoch"], "best_epoch": best["epoch"],
@@ -327,18 +331,10 @@ def train_reward_model(rows: list[dict], config: RMConfig, out: str | Path,
     return result
 
 
-def _save(path: Path, obj) -> None:
+def save_atomic(path: Path, obj) -> None:
+    """``torch.save`` to a temp file beside ``path`` and rename it into place."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
-    tmp.replace(path)
-
-
-def _write_log(path: Path, history: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
     tmp.replace(path)
 
 

@@ -103,7 +103,8 @@ def evaluate(folder: str | Path, curve: list[int] | None = None, progress: bool 
         result["labeler_on_training_pairs"] = {"n": m["n"], "alignment": m["alignment"],
                                                "alignment_ci": m["alignment_ci"]}
     if curve:
-        result["curve"] = learning_curve(folder, curve, test, cache, progress)
+        full = [r for r in result["rows"] if r["labels"] in ("ai", "human")]
+        result["curve"] = learning_curve(folder, curve, test, cache, full)
         plot_curve(result, folder / "rm_curve.png")
     write_json_atomic(folder / "rm_eval.json", result)
     (folder / "rm_eval.md").write_text(to_markdown(result))
@@ -111,8 +112,9 @@ def evaluate(folder: str | Path, curve: list[int] | None = None, progress: bool 
 
 
 def learning_curve(folder: Path, sizes: list[int], test: list[dict], cache: FeatureCache,
-                   progress: bool) -> list[dict]:
-    """Train both label kinds on seeded subsets (``folder/curve/``) and score each."""
+                   full: list[dict]) -> list[dict]:
+    """Train both label kinds on seeded subsets (``folder/curve/``) and score each; the
+    models trained on every pair (``full``: their rows of the table) end each curve."""
     rows = read_pairs(folder)
     points = []
     for labels in ("ai", "human"):
@@ -125,10 +127,8 @@ def learning_curve(folder: Path, sizes: list[int], test: list[dict], cache: Feat
             trained = train_reward_model(rows, config, sub, cache, progress=False)
             acc = accuracy_of(load_reward_model(sub), test, cache)
             points.append({"labels": labels, "n_train": trained["n_train"], **acc})
-        full = json.loads((folder / f"rm_{labels}" / "metrics.json").read_text())
-        model = load_reward_model(folder / f"rm_{labels}")
-        points.append({"labels": labels, "n_train": full["n_train"],
-                       **accuracy_of(model, test, cache)})
+        row = next(r for r in full if r["labels"] == labels)
+        points.append({k: v for k, v in row.items() if k != "name"})
     return points
 
 

@@ -8,6 +8,7 @@ missing pairs. A different config in the same folder is refused rather than mixe
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -32,6 +33,16 @@ def write_json_atomic(path: Path, obj) -> None:
     """Write JSON to a temp file beside ``path`` and rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_csv_atomic(path: Path, rows: list[dict], fields: list[str]) -> None:
+    """Write rows as CSV to a temp file beside ``path`` and rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
     os.replace(tmp, path)
 
 
