@@ -85,11 +85,13 @@ def resolve_data_path(path: str | os.PathLike | None) -> str:
     """Return where to read TL;DR comparisons from.
 
     Order: the explicit ``path``; the ``RLAIF_DATA_DIR`` environment variable; otherwise the
-    hub id (``hub:openai/summarize_from_feedback``), which needs network access.
+    hub id (``hub:openai/summarize_from_feedback``), which needs network access. A local
+    ``path`` that does not exist on this machine (a shipped experiment's ``../shared/data``
+    in a checkout elsewhere) gives way to ``RLAIF_DATA_DIR`` when that is set.
     """
-    if path:
-        return str(path)
     env = os.environ.get(ENV_VAR)
+    if path and (env is None or str(path).startswith("hub:") or Path(path).exists()):
+        return str(path)
     if env:
         return env
     return f"hub:{HUB_ID}"

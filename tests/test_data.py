@@ -116,3 +116,14 @@ def test_real_hh_rlhf_split(real_data):
     assert (len(pairs), skipped) == (2354, 0)  # the published test size
     assert 0.45 < sum(p.human for p in pairs) / len(pairs) < 0.55
     assert all(p.text.startswith("Human:") and p.task == "dialogue" for p in pairs)
+
+
+def test_data_dir_variable_stands_in_for_a_missing_config_path(tmp_path, monkeypatch):
+    from lab.data import resolve_data_path
+
+    monkeypatch.delenv("RLAIF_DATA_DIR", raising=False)
+    assert resolve_data_path("../no/such/data") == "../no/such/data"  # error names it later
+    monkeypatch.setenv("RLAIF_DATA_DIR", str(tmp_path))
+    assert resolve_data_path("../no/such/data") == str(tmp_path)
+    assert resolve_data_path(str(tmp_path / "..")) == str(tmp_path / "..")  # exists: kept
+    assert resolve_data_path(None) == str(tmp_path)
