@@ -82,9 +82,15 @@ class Sweep:
         self.evaluated = 0  # settings labeled in this process (cache hits included)
 
     def backend_for(self, config) -> Backend:
-        """One loaded backend per distinct backend config."""
+        """One loaded backend per distinct backend config.
+
+        Backends with a ``close`` method (vLLM engines, which reserve their share of GPU
+        memory when they start) are shut down before another one loads: one at a time.
+        """
         key = json.dumps(dataclasses.asdict(config.backend), sort_keys=True)
         if key not in self.backends:
+            for old in [k for k, b in self.backends.items() if hasattr(b, "close")]:
+                self.backends.pop(old).close()
             self.backends[key] = make_backend(config.backend)
         return self.backends[key]
 

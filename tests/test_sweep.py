@@ -133,6 +133,39 @@ def test_cache_makes_a_repeated_trial_free(exp_file, tmp_path):
     assert score_calls(tpe) <= 2 * pairs * len(seen)
 
 
+def test_engines_that_reserve_memory_are_closed_before_the_next_loads(
+        exp_file, tmp_path, monkeypatch):
+    # vLLM engines reserve their GPU share at start: a sweep over models holds one at a time.
+    from lab.backends import make_backend
+    from lab.backends.fake import FakeBackend
+
+    events = []
+
+    class Engine(FakeBackend):
+        def __init__(self, model, **knobs):
+            super().__init__(**knobs)
+            self.model = model
+            events.append(f"open {model}")
+
+        def close(self):
+            events.append(f"close {self.model}")
+
+    def make(config):
+        if config.backend == "fake":
+            return Engine(config.model, **config.fake)
+        return make_backend(config)
+
+    monkeypatch.setattr("lab.sweep.make_backend", make)
+    sweep = sweep_of(exp_file({"model": ["a", "b"], "preamble": ["base", "detailed"]}),
+                     tmp_path)
+    sweep.run()
+    # open a, close a, open b (, close b, open a ...: the grid's order decides the reloads)
+    opened = [e.split()[1] for e in events[0::2]]
+    assert events[0::2] == [f"open {m}" for m in opened] and set(opened) == {"a", "b"}
+    assert events[1::2] == [f"close {m}" for m in opened[:-1]]
+    assert len(events) % 2 == 1 and len(sweep.backends) == 1
+
+
 def test_table_matches_golden(exp_file, tmp_path):
     sweep = sweep_of(exp_file({"preamble": ["base", "detailed"], "cot": [False, True]}),
                      tmp_path)

