@@ -15,24 +15,56 @@
 Prints pairs per second of each path and their ratios, tokens computed per pair against the
 minimum (post plus both summary suffixes), and the largest log-prob difference between the
 paths. Not a test: timings depend on the machine and its load.
+
+On a machine without the model's weights (a GPU machine that cannot install the package),
+the same architecture with random weights gives the same timings:
+
+    python bench/labeling.py --save-architecture arch/         # where the model is installed
+    python bench/labeling.py --architecture arch/ --device cuda   # config + tokenizer only
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from lab.backends.hf import TransformersBackend, _common_prefix
+from lab.backends.hf import TransformersBackend, _common_prefix, pretrained_folder
 from lab.cache import LabelCache
 from lab.config import RunConfig
 from lab.data import load_pairs, resolve_data_path, select
 from lab.label import DecodeConfig, Labeler
 from lab.prompts import PromptConfig
 from lab.run import run_label
+
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+
+
+def save_architecture(model: str, target: Path) -> None:
+    """Copy a model's config and tokenizer, not its weights (about 11 MB for Qwen2.5)."""
+    folder = Path(pretrained_folder(model)[0])
+    target.mkdir(parents=True, exist_ok=True)
+    for f in folder.iterdir():
+        if f.is_file() and f.name not in WEIGHTS and not f.name.startswith("model-"):
+            shutil.copy2(f, target / f.name)
+    print(f"wrote {target}: {', '.join(sorted(x.name for x in target.iterdir()))}")
+
+
+def random_weights(architecture: Path, target: Path) -> str:
+    """A model folder with ``architecture``'s config and tokenizer and seeded random weights."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(architecture)
+    torch.manual_seed(0)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(target)
+    for f in architecture.iterdir():
+        if not (target / f.name).exists():
+            shutil.copy2(f, target / f.name)
+    return str(target)
 
 
 def main() -> None:
@@ -43,8 +75,23 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--save-architecture", type=Path, metavar="DIR",
+                    help="write --model's config and tokenizer (no weights) to DIR and stop")
+    ap.add_argument("--architecture", type=Path, metavar="DIR",
+                    help="benchmark DIR's architecture with random weights instead of --model")
     args = ap.parse_args()
+    if args.save_architecture:
+        save_architecture(args.model, args.save_architecture)
+        return
 
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.architecture:
+            args.model = random_weights(args.architecture, Path(tmp) / "random")
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Time the three paths and the label cache, and print the report."""
     pairs = select(load_pairs(resolve_data_path(args.data))[0], "high", "eval", args.pairs, 0)
     backend = TransformersBackend(args.model, dtype=args.dtype, device=args.device)
     prompt = PromptConfig(args.preamble)
@@ -69,13 +116,13 @@ def main() -> None:
 
     paths = {"plain": lambda i: naive(toks[i]), "plain, last logits": scored, "optimised": scored}
     results = {}
-    for name, run in paths.items():
+    for name, score_pair in paths.items():
         backend.reuse_prefix = name == "optimised"
         backend._cache, backend._cached_ids = None, []
         backend.computed_tokens = sum(len(t) for tt in toks for t in tt) if name == "plain" else 0
         start = time.perf_counter()
         with torch.inference_mode():
-            scores = [run(i) for i in range(len(pairs))]
+            scores = [score_pair(i) for i in range(len(pairs))]
         seconds = time.perf_counter() - start
         results[name] = (seconds, backend.computed_tokens, scores)
 
@@ -97,7 +144,9 @@ def main() -> None:
     diff = max(abs(a - b) for name in ("plain, last logits", "optimised")
                for sa, sb in zip(results["plain"][2], results[name][2])
                for x, y in zip(sa, sb) for a, b in zip(x, y))
-    print(f"model {backend.identity} on {args.device}, dtype {backend.dtype}, {n} pairs, "
+    weights = f"random weights, architecture {args.architecture}" if args.architecture else ""
+    print(f"model {weights or backend.identity} on {args.device}, dtype {backend.dtype}, "
+          f"{n} pairs, "
           f"preamble {args.preamble}, both orders, no CoT")
     for name, (seconds, tokens, _) in results.items():
         print(f"  {name:<18} {n / seconds:7.3f} pairs/s   {tokens / n:7.0f} tokens computed/pair")
