@@ -1,11 +1,12 @@
 """Stage 4 (reuse): a content-addressed cache of per-pair labels.
 
 The key is a hash of everything that determines a pair's label: the backend identity (model
-name and weights hash), the rendered prompts of both orders, and the decoding settings when a
-rationale is decoded. A repeated or overlapping setting (a sweep trial run again, the same
-no-CoT pass wanted by two experiments, a pair judged by several workers) therefore costs a
-lookup. Values keep the cost of the original computation, so a setting's cost does not drop
-to zero because it was computed before. Stored in SQLite (one file, safe to interrupt).
+name and weights hash), the engine and its dtype, the rendered prompts of both orders, and the
+decoding settings when a rationale is decoded. A repeated or overlapping setting (a sweep trial
+run again, the same no-CoT pass wanted by two experiments, a pair judged by several workers)
+therefore costs a lookup. Values keep the cost of the original computation, so a setting's cost
+does not drop to zero because it was computed before. Stored in SQLite (one file, safe to
+interrupt).
 """
 
 from __future__ import annotations

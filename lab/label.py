@@ -95,7 +95,10 @@ class Labeler:
         """
         heads = [self.prompt_for(pair, swapped) for swapped in (False, True)]
         decoding = dataclasses.asdict(self.decode) if self.prompt.cot else None
-        key = cache_key(self.backend.identity, heads, decoding, CANDIDATES)
+        # the engine and its number format too: fp32 and bf16 (or transformers and vLLM) of
+        # one model give slightly different labels, and comparing them is a question people ask
+        engine = [type(self.backend).__name__, str(getattr(self.backend, "dtype", ""))]
+        key = cache_key(self.backend.identity, engine, heads, decoding, CANDIDATES)
         label = self.cache.get(key)
         hit = label is not None
         if label is None:

