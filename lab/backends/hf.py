@@ -253,8 +253,10 @@ class TransformersBackend:
         return list(logits)
 
     def _mask_for_model(self, allowed: torch.Tensor) -> torch.Tensor:
-        """A boolean attention mask (True = may attend) in the form the attention code takes:
-        additive (0 or the dtype's minimum) for eager attention, boolean for SDPA (the default)."""
+        """A boolean attention mask (True = may attend) in the form the attention code takes.
+
+        Additive (0 or the dtype's minimum) for eager attention, boolean for SDPA (the default).
+        """
         allowed = allowed.to(self.device)
         if self.model.config._attn_implementation != "eager":
             return allowed
