@@ -25,7 +25,7 @@ from lab.backends import Backend, make_backend
 from lab.cache import LabelCache
 from lab.config import ConfigError, build
 from lab.data import DataConfig
-from lab.experiment import Experiment, setting_slug
+from lab.experiment import AXES, Experiment, setting_slug
 from lab.run import run_label, write_json_atomic
 
 RESULTS = Path("results")
@@ -132,6 +132,10 @@ class Sweep:
         waiting = [t.system_attrs.get("fixed_params") for t in study.get_trials(
             deepcopy=False, states=(optuna.trial.TrialState.WAITING,))]
         missing = [s for s in self.exp.settings() if s not in completed_settings(study)]
+        # settings that share a model run together: loading one (vLLM: starting an engine)
+        # is paid once per model, not once per switch (the sort is stable)
+        backend_axes = [a for a in self.exp.axes if AXES[a][0] == "backend"]
+        missing.sort(key=lambda s: [self.exp.axes[a].index(s[a]) for a in backend_axes])
         for setting in missing:
             if setting not in waiting:
                 study.enqueue_trial(setting)

@@ -133,7 +133,7 @@ def test_cache_makes_a_repeated_trial_free(exp_file, tmp_path):
     assert score_calls(tpe) <= 2 * pairs * len(seen)
 
 
-def test_engines_that_reserve_memory_are_closed_before_the_next_loads(
+def test_one_engine_at_a_time_loaded_once_per_model(
         exp_file, tmp_path, monkeypatch):
     # vLLM engines reserve their GPU share at start: a sweep over models holds one at a time.
     from lab.backends import make_backend
@@ -156,14 +156,16 @@ def test_engines_that_reserve_memory_are_closed_before_the_next_loads(
         return make_backend(config)
 
     monkeypatch.setattr("lab.sweep.make_backend", make)
-    sweep = sweep_of(exp_file({"model": ["a", "b"], "preamble": ["base", "detailed"]}),
-                     tmp_path)
-    sweep.run()
-    # open a, close a, open b (, close b, open a ...: the grid's order decides the reloads)
-    opened = [e.split()[1] for e in events[0::2]]
-    assert events[0::2] == [f"open {m}" for m in opened] and set(opened) == {"a", "b"}
-    assert events[1::2] == [f"close {m}" for m in opened[:-1]]
-    assert len(events) % 2 == 1 and len(sweep.backends) == 1
+    # model listed last: the grid's own order would switch model at every trial
+    path = exp_file({})
+    spec = yaml.safe_load(path.read_text())
+    spec["axes"] = {"preamble": ["base", "detailed"], "shots": [0, 1], "model": ["a", "b"]}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    sweep = sweep_of(path, tmp_path)
+    assert [s["model"] for s in sweep.exp.settings()] == ["a", "b"] * 4
+    study = sweep.run()
+    assert events == ["open a", "close a", "open b"]
+    assert len(sweep.backends) == 1 and len(complete_trials(study)) == 8
 
 
 def test_table_matches_golden(exp_file, tmp_path):
