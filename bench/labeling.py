@@ -41,15 +41,13 @@ from lab.label import DecodeConfig, Labeler
 from lab.prompts import PromptConfig
 from lab.run import run_label
 
-WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
-
 
 def save_architecture(model: str, target: Path) -> None:
     """Copy a model's config and tokenizer, not its weights (about 11 MB for Qwen2.5)."""
     folder = Path(pretrained_folder(model)[0])
     target.mkdir(parents=True, exist_ok=True)
     for f in folder.iterdir():
-        if f.is_file() and f.name not in WEIGHTS and not f.name.startswith("model-"):
+        if f.is_file() and ".safetensors" not in f.name:  # weights and their shard index
             shutil.copy2(f, target / f.name)
     print(f"wrote {target}: {', '.join(sorted(x.name for x in target.iterdir()))}")
 
@@ -146,8 +144,7 @@ def run(args: argparse.Namespace) -> None:
                for x, y in zip(sa, sb) for a, b in zip(x, y))
     weights = f"random weights, architecture {args.architecture}" if args.architecture else ""
     print(f"model {weights or backend.identity} on {args.device}, dtype {backend.dtype}, "
-          f"{n} pairs, "
-          f"preamble {args.preamble}, both orders, no CoT")
+          f"{n} pairs, preamble {args.preamble}, both orders, no CoT")
     for name, (seconds, tokens, _) in results.items():
         print(f"  {name:<18} {n / seconds:7.3f} pairs/s   {tokens / n:7.0f} tokens computed/pair")
     print(f"  {'minimum':<18} {'':7}          {minimum / n:7.0f} tokens/pair "

@@ -136,7 +136,6 @@ def test_cache_makes_a_repeated_trial_free(exp_file, tmp_path):
 def test_one_engine_at_a_time_loaded_once_per_model(
         exp_file, tmp_path, monkeypatch):
     # vLLM engines reserve their GPU share at start: a sweep over models holds one at a time.
-    from lab.backends import make_backend
     from lab.backends.fake import FakeBackend
 
     events = []
@@ -150,12 +149,8 @@ def test_one_engine_at_a_time_loaded_once_per_model(
         def close(self):
             events.append(f"close {self.model}")
 
-    def make(config):
-        if config.backend == "fake":
-            return Engine(config.model, **config.fake)
-        return make_backend(config)
-
-    monkeypatch.setattr("lab.sweep.make_backend", make)
+    monkeypatch.setattr("lab.sweep.make_backend",
+                        lambda config: Engine(config.model, **config.fake))
     # model listed last: the grid's own order would switch model at every trial
     path = exp_file({})
     spec = yaml.safe_load(path.read_text())

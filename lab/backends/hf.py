@@ -224,10 +224,7 @@ class TransformersBackend:
         cache holds the shared prefix, ready for the next call.
         """
         shared = min(_common_prefix(toks), min(len(t) for t in toks) - 1)
-        keep = _common_prefix([self._cached_ids, toks[0][:shared]]) if self._cached_ids else 0
-        if self._cache is None or keep == 0:
-            self._cache, self._cached_ids = transformers.DynamicCache(), []
-        self._crop_to(keep)
+        keep = self._reuse(toks[0][:shared])
         stem = toks[0][keep:shared]
         suffixes = [t[shared:] for t in toks]
         new = stem + [i for s in suffixes for i in s]
@@ -266,15 +263,20 @@ class TransformersBackend:
 
     def _hold(self, ids: list[int]) -> None:
         """Make the key/value cache hold exactly ``ids``, reusing its common prefix."""
+        keep = self._reuse(ids)
+        if len(ids) > keep:
+            self._extend(ids[keep:])
+            self._cached_ids = list(ids)
+
+    def _reuse(self, ids: list[int]) -> int:
+        """Cut the key/value cache back to what it shares with ``ids``; returns that length."""
         keep = _common_prefix([self._cached_ids, ids]) if self._cached_ids else 0
         if self._cache is None or keep == 0:
             self._cache, self._cached_ids = transformers.DynamicCache(), []
         elif keep < len(self._cached_ids):
             self._crop_to(keep)
             self._cached_ids = self._cached_ids[:keep]
-        if len(ids) > keep:
-            self._extend(ids[keep:])
-            self._cached_ids = list(ids)
+        return keep
 
     def _crop_to(self, length: int) -> None:
         """Cut the key/value cache back to its first ``length`` positions."""

@@ -101,7 +101,7 @@ class VLLMBackend:
 
         import torch
 
-        if getattr(self, "llm", None) is None:
+        if self.llm is None:
             return
         self.llm.llm_engine.engine_core.shutdown()
         self.llm = None
