@@ -28,6 +28,7 @@ HUB_ID = "openai/summarize_from_feedback"
 HIGH_CONFIDENCE = (1, 2, 8, 9)
 SPLITS = ("pool", "dev", "test")
 ENV_VAR = "RLAIF_DATA_DIR"
+SHIPPED_PATH = "../shared/data"  # where the shipped experiments and exports point
 TLDR_SUBDIR = "summarize_from_feedback_comparisons"
 
 
@@ -85,12 +86,14 @@ def resolve_data_path(path: str | os.PathLike | None) -> str:
     """Return where to read TL;DR comparisons from.
 
     Order: the explicit ``path``; the ``RLAIF_DATA_DIR`` environment variable; otherwise the
-    hub id (``hub:openai/summarize_from_feedback``), which needs network access. A local
-    ``path`` that does not exist on this machine (a shipped experiment's ``../shared/data``
-    in a checkout elsewhere) gives way to ``RLAIF_DATA_DIR`` when that is set.
+    hub id (``hub:openai/summarize_from_feedback``), which needs network access. The shipped
+    experiments' ``../shared/data``, where it does not exist (a checkout elsewhere), gives way
+    to ``RLAIF_DATA_DIR`` when that is set; any other missing path is kept, so that the error
+    names it instead of reading other data.
     """
     env = os.environ.get(ENV_VAR)
-    if path and (env is None or str(path).startswith("hub:") or Path(path).exists()):
+    stand_in = env and path and Path(path) == Path(SHIPPED_PATH) and not Path(path).exists()
+    if path and not stand_in:
         return str(path)
     if env:
         return env

@@ -118,12 +118,15 @@ def test_real_hh_rlhf_split(real_data):
     assert all(p.text.startswith("Human:") and p.task == "dialogue" for p in pairs)
 
 
-def test_data_dir_variable_stands_in_for_a_missing_config_path(tmp_path, monkeypatch):
+def test_data_dir_variable_stands_in_for_a_missing_shipped_path(tmp_path, monkeypatch):
     from lab.data import resolve_data_path
 
+    monkeypatch.chdir(tmp_path)  # no ../shared/data from here
     monkeypatch.delenv("RLAIF_DATA_DIR", raising=False)
-    assert resolve_data_path("../no/such/data") == "../no/such/data"  # error names it later
+    assert resolve_data_path("../shared/data") == "../shared/data"  # error names it later
     monkeypatch.setenv("RLAIF_DATA_DIR", str(tmp_path))
-    assert resolve_data_path("../no/such/data") == str(tmp_path)
+    assert resolve_data_path("../shared/data") == str(tmp_path)
+    # any other missing path (a typo in --data) is kept: the error names it
+    assert resolve_data_path("../no/such/data") == "../no/such/data"
     assert resolve_data_path(str(tmp_path / "..")) == str(tmp_path / "..")  # exists: kept
     assert resolve_data_path(None) == str(tmp_path)
