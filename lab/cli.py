@@ -24,13 +24,10 @@ import sys
 from pathlib import Path
 
 from lab import models
-from lab.backends import BackendError
-from lab.config import ConfigError, RunConfig
-from lab.data import DataError
-from lab.prompts import PromptError
-from lab.run import RunError
+from lab.config import RunConfig
+from lab.errors import LabError
 
-USER_ERRORS = (BackendError, ConfigError, DataError, models.ModelError, PromptError, RunError)
+USER_ERRORS = (LabError,)
 
 # label flag -> (config section, key); flags left unset keep the config's (or default) value.
 LABEL_FLAGS = {

@@ -14,12 +14,9 @@ from pathlib import Path
 
 from lab.backends import BackendConfig
 from lab.data import DataConfig
+from lab.errors import ConfigError  # noqa: F401  (re-exported)
 from lab.label import DecodeConfig
 from lab.prompts import PromptConfig
-
-
-class ConfigError(ValueError):
-    """A config file has an unknown key or a bad value."""
 
 
 @dataclass(frozen=True)

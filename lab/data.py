@@ -24,6 +24,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.errors import DataError  # noqa: F401  (re-exported)
+
 HUB_ID = "openai/summarize_from_feedback"
 HIGH_CONFIDENCE = (1, 2, 8, 9)
 SPLITS = ("pool", "dev", "test")
@@ -32,8 +34,6 @@ SHIPPED_PATH = "../shared/data"  # where the shipped experiments and exports poi
 TLDR_SUBDIR = "summarize_from_feedback_comparisons"
 
 
-class DataError(ValueError):
-    """A data file cannot be read; the message names the file, the line and the fix."""
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-
-class ModelError(RuntimeError):
-    """A model is not installed, or its weights are not the pinned ones."""
+from lab.errors import ModelError  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,13 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from lab.data import Pair
+from lab.errors import PromptError  # noqa: F401  (re-exported)
 
 PROMPTS_DIR = Path(
     os.environ.get("RLAIF_PROMPTS_DIR", Path(__file__).resolve().parent.parent / "prompts")
 )
 
 
-class PromptError(ValueError):
-    """A template is missing or uses a variable it was not given."""
 
 
 @dataclass(frozen=True)

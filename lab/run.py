@@ -21,12 +21,9 @@ from lab import metrics
 from lab.backends import Backend, make_backend
 from lab.cache import LabelCache
 from lab.config import RunConfig
+from lab.errors import RunError  # noqa: F401  (re-exported)
 from lab.label import Labeler
 from lab.prompts import choose_exemplars
-
-
-class RunError(RuntimeError):
-    """A run folder cannot be used as asked."""
 
 
 def write_json_atomic(path: Path, obj) -> None:

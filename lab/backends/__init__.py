@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-
-class BackendError(RuntimeError):
-    """A backend cannot be built or cannot answer; the message says how to fix it."""
+from lab.errors import BackendError  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
