@@ -35,7 +35,8 @@ LABEL_FLAGS = {
     "n": ("data", "n"), "seed": ("data", "seed"), "skip_bad_rows": ("data", "skip_bad_rows"),
     "preamble": ("prompt", "preamble"), "shots": ("prompt", "shots"), "cot": ("prompt", "cot"),
     "backend": ("backend", "backend"), "model": ("backend", "model"),
-    "dtype": ("backend", "dtype"), "chat": ("backend", "chat"),
+    "dtype": ("backend", "dtype"), "score_dtype": ("backend", "score_dtype"),
+    "chat": ("backend", "chat"),
     "device": ("backend", "device"), "base_url": ("backend", "base_url"),
     "endpoint": ("backend", "endpoint"), "tokenizer": ("backend", "tokenizer"),
     "tensor_parallel_size": ("backend", "tensor_parallel_size"),
@@ -56,6 +57,9 @@ def _label_parser(sub) -> None:
     p.add_argument("--backend", choices=["transformers", "vllm", "openai", "fake"])
     p.add_argument("--model", help="catalog name, .gguf file, folder or hub id")
     p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"])
+    p.add_argument("--score-dtype", choices=["fp32", "model"],
+                   help="precision of the scored logits (final norm + LM head): fp32 "
+                        "(default; continuous soft labels in bf16 too) or model (its dtype)")
     p.add_argument("--chat", choices=["auto", "on", "off"])
     p.add_argument("--device", help="transformers: torch device (cpu, cuda)")
     p.add_argument("--tensor-parallel-size", type=int, help="vllm: GPUs per model")

@@ -55,6 +55,12 @@ def debias(p_fwd: float, p_swapped: float) -> float:
     return (p_fwd + (1.0 - p_swapped)) / 2.0
 
 
+def precision_of(backend: Backend) -> str:
+    """How a backend computes the scored logits (its ``precision``, else its dtype)."""
+    precision = getattr(backend, "precision", None)
+    return str(precision if precision is not None else getattr(backend, "dtype", ""))
+
+
 def word_count(text: str) -> int:
     """Length measure used for length bias (whitespace words)."""
     return len(text.split())
@@ -95,9 +101,9 @@ class Labeler:
         """
         heads = [self.prompt_for(pair, swapped) for swapped in (False, True)]
         decoding = dataclasses.asdict(self.decode) if self.prompt.cot else None
-        # the engine and its number format too: fp32 and bf16 (or transformers and vLLM) of
-        # one model give slightly different labels, and comparing them is a question people ask
-        engine = [type(self.backend).__name__, str(getattr(self.backend, "dtype", ""))]
+        # the engine and how it computes the scored logits too: fp32, bf16 and bf16 with an
+        # fp32 head (or transformers and vLLM) of one model give different labels
+        engine = [type(self.backend).__name__, precision_of(self.backend)]
         key = cache_key(self.backend.identity, engine, heads, decoding, CANDIDATES)
         label = self.cache.get(key)
         hit = label is not None
@@ -113,6 +119,7 @@ class Labeler:
             "len_first": word_count(pair.first),
             "len_second": word_count(pair.second),
             "cache_hit": hit,
+            "precision": engine[1],
         }
 
     def _compute(self, pair: Pair, heads: list[str], key: str) -> dict:

@@ -22,7 +22,8 @@ from lab.backends import Backend, make_backend
 from lab.cache import LabelCache
 from lab.config import RunConfig
 from lab.errors import RunError  # noqa: F401  (re-exported)
-from lab.label import Labeler
+from lab.label import Labeler, precision_of
+from lab.machine import cpu_info
 from lab.prompts import choose_exemplars
 
 
@@ -98,6 +99,23 @@ def label_pairs(
     return [done[p.key] for p in pairs]
 
 
+def check_precision(path: Path, records, precision: str) -> None:
+    """Refuse to add labels computed at another precision to a run folder's labels.
+
+    A record without ``precision`` predates the field: its logits were computed in the model's
+    dtype, which matches only a run that computes nothing in a 16-bit type.
+    """
+    legacy_ok = "16" not in precision
+    for r in records:
+        theirs = r.get("precision")
+        if theirs != precision and not (theirs is None and legacy_ok):
+            raise RunError(
+                f"{path}: pair {r['key']} was labeled with logits in "
+                f"{theirs or 'the model dtype (before fp32 scoring heads)'}, this run computes "
+                f"them in {precision}; use a new --out (or the old --score-dtype/--dtype)"
+            )
+
+
 def run_label(
     config: RunConfig,
     out: str | Path,
@@ -133,16 +151,19 @@ def run_label(
     labeler = Labeler(backend, config.prompt, config.decode, exemplars, cache)
     if backend is not None:
         labeler.prompt_for(pairs[0])  # a template error stops here, before anything is written
+        check_precision(out / "labels.jsonl", done.values(), precision_of(backend))
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(cfg_path, config.to_dict())
     records = label_pairs(labeler, pairs, out, done, progress)
     result = metrics.compute(records, seed=config.data.seed)
     result["skipped_rows"] = skipped
     if backend is not None:
-        result["model"] = backend.identity
-    else:  # nothing was left to label: keep the identity the earlier run recorded
+        # seconds per pair mean little without the machine and the number format
+        result.update(model=backend.identity, precision=precision_of(backend), **cpu_info())
+    else:  # nothing was left to label: keep what the earlier run recorded
         previous = out / "metrics.json"
         old = json.loads(previous.read_text()) if previous.is_file() else {}
         result["model"] = old.get("model", config.backend.model)
+        result.update({k: old[k] for k in ("precision", "cpu", "cpu_flags", "cores") if k in old})
     write_json_atomic(out / "metrics.json", result)
     return result

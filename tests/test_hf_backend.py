@@ -100,3 +100,68 @@ def test_labels_a_pair_with_cot(tiny):
 def test_common_prefix():
     assert _common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
     assert _common_prefix([[5], [6]]) == 0
+
+
+def random_pairs(n: int, seed: int = 0) -> list[Pair]:
+    """Distinct pairs of random words (no two share a post or a summary)."""
+    import random
+
+    rng = random.Random(seed)
+    words = "cat dog house tree river mountain car road city night day sun moon".split()
+
+    def text(k: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(k))
+
+    return [Pair(f"r{i}", f"q{i}", text(30), "", "", text(8), text(12), 1.0, 1, "w")
+            for i in range(n)]
+
+
+def test_bf16_with_fp32_head_keeps_soft_labels_continuous(tiny):
+    """bf16 body + fp32 final norm and LM head: log-probs near fp32, no collapsed labels.
+
+    The same bf16 model with its head in bf16 (the old way) is the control: its logits are
+    rounded to bf16 steps, so distinct pairs share p_fwd values and tie at p = 0.5 exactly.
+    """
+    pairs = random_pairs(20)
+    runs = {}
+    for name, kwargs in {"fp32": {"dtype": "fp32"},
+                         "bf16 head": {"dtype": "bf16", "score_dtype": "model"},
+                         "fp32 head": {"dtype": "bf16", "score_dtype": "fp32"}}.items():
+        backend = TransformersBackend(str(tiny), chat="on", **kwargs)
+        lab = Labeler(backend, PromptConfig("detailed"), DecodeConfig(), [])
+        prompts = [lab.prompt_for(p, s) for p in pairs for s in (False, True)]
+        runs[name] = (backend, [lab.label(p) for p in pairs],
+                      [s.logprobs for s in backend.score(prompts, ["1", "2"])])
+    fp32, head16, head32 = runs["fp32"], runs["bf16 head"], runs["fp32 head"]
+    assert [b.precision for b in (fp32[0], head16[0], head32[0])] == [
+        "torch.float32", "torch.bfloat16", "torch.bfloat16+fp32-head"]
+    gap = max(abs(a - b) for x, y in zip(head32[2], fp32[2]) for a, b in zip(x, y))
+    assert gap < 1e-2
+    assert len({r["p_fwd"] for r in head32[1]}) == len(pairs)  # continuous
+    assert not any(r["p"] == 0.5 for r in head32[1])
+    assert all(r["precision"] == "torch.bfloat16+fp32-head" for r in head32[1])
+    # the control collapses: fewer distinct values than pairs, some exact ties
+    assert len({r["p_fwd"] for r in head16[1]}) < len(pairs)
+    assert any(r["p"] == 0.5 for r in head16[1])
+
+
+def test_fp32_head_is_a_different_cache_entry(tiny):
+    """Labels from a bf16 head and an fp32 head never answer for each other from the cache."""
+    from lab.cache import LabelCache
+
+    cache = LabelCache()
+    pair = random_pairs(1, seed=3)[0]
+    for score_dtype in ("model", "fp32", "model", "fp32"):
+        backend = TransformersBackend(str(tiny), dtype="bf16", chat="on", score_dtype=score_dtype)
+        Labeler(backend, PromptConfig("base"), DecodeConfig(), [], cache).label(pair)
+    assert (cache.hits, cache.misses) == (2, 2)
+
+
+def test_fp32_model_ignores_the_head_option(tiny):
+    """An fp32 model's head is already fp32: both settings give identical log-probs."""
+    a = TransformersBackend(str(tiny), dtype="fp32", chat="on", score_dtype="fp32")
+    b = TransformersBackend(str(tiny), dtype="fp32", chat="on", score_dtype="model")
+    lab = Labeler(a, PromptConfig("base"), DecodeConfig(), [])
+    prompt = lab.prompt_for(random_pairs(1)[0])
+    assert a.score([prompt], ["1", "2"]) == b.score([prompt], ["1", "2"])
+    assert a.precision == b.precision == "torch.float32"

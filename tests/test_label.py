@@ -55,8 +55,9 @@ def test_record_fields():
     r = labeler().label(pair(key="abc"))
     assert set(r) == {"key", "post_id", "p", "p_fwd", "p_swapped", "human", "confidence",
                       "len_first", "len_second", "rationales", "prompt_tokens",
-                      "generated_tokens", "seconds", "cache_hit"}
+                      "generated_tokens", "seconds", "cache_hit", "precision"}
     assert r["key"] == "abc" and r["generated_tokens"] == 0 and r["prompt_tokens"] > 0
+    assert r["precision"] == ""  # the fake backend has no number format
 
 
 def test_chain_of_thought_scores_after_the_rationale():

