@@ -168,6 +168,7 @@ def pair_inference(records: list[dict], seed: int = 0) -> dict:
         for i, term in enumerate(("intercept", "labeler_logit", "first_longer"))
     }
     out["length_controlled"]["converged"] = fit["converged"]
+    out["length_controlled"]["reason"] = fit["reason"]
     out["auc_first_longer"] = stats.auc(d["p"][d["longer"] > 0], d["human"][d["longer"] > 0])
     out["auc_first_shorter"] = stats.auc(d["p"][d["longer"] < 0], d["human"][d["longer"] < 0])
     repeated = [i for i, v in enumerate(d["votes"]) if len(v) > 1]

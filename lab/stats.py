@@ -203,11 +203,17 @@ def logistic_regression(
             then assume binomial variance, which is conservative).
 
     Returns:
-        ``coef``, ``se``, ``z``, ``p`` (lists, one per column), ``converged`` and ``iterations``.
-        Separated data (a coefficient running off) gives ``converged`` False and NaN SEs.
+        ``coef``, ``se``, ``z``, ``p`` (lists, one per column), ``converged``, ``iterations``
+        and ``reason`` ('' or why there is no fit). Columns that are collinear (e.g. every
+        pair has the longer summary first) or separated data (a coefficient running off)
+        give ``converged`` False and NaN everywhere.
     """
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
+    nan = [float("nan")] * X.shape[1]
+    if len(X) <= X.shape[1] or np.linalg.matrix_rank(X) < X.shape[1]:
+        return {"coef": nan, "se": nan, "z": nan, "p": nan, "converged": False,
+                "iterations": 0, "reason": "collinear columns or too few rows"}
     beta = np.zeros(X.shape[1])
     converged = False
     it = 0
@@ -226,16 +232,20 @@ def logistic_regression(
         if np.max(np.abs(step)) < tol:
             converged = True
             break
-    nan = [float("nan")] * X.shape[1]
     if not converged:
         return {"coef": nan, "se": nan, "z": nan, "p": nan, "converged": False,
-                "iterations": it}
+                "iterations": it, "reason": "no convergence (separated data)"}
     mu = 1.0 / (1.0 + np.exp(-(X @ beta)))
-    cov = np.linalg.inv(X.T @ (X * (mu * (1 - mu))[:, None]))
+    info = X.T @ (X * (mu * (1 - mu))[:, None])
+    if np.linalg.cond(info) > 1e12:  # fitted probabilities of 0 or 1: separated data
+        return {"coef": nan, "se": nan, "z": nan, "p": nan, "converged": False,
+                "iterations": it, "reason": "separated data (fitted probabilities 0 or 1)"}
+    cov = np.linalg.inv(info)
     se = np.sqrt(np.diag(cov))
     z = beta / se
     return {"coef": beta.tolist(), "se": se.tolist(), "z": z.tolist(),
-            "p": [normal_two_sided_p(v) for v in z], "converged": True, "iterations": it}
+            "p": [normal_two_sided_p(v) for v in z], "converged": True, "iterations": it,
+            "reason": ""}
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
