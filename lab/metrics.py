@@ -71,10 +71,13 @@ def pair_key(record: dict) -> str:
 
     ``pair_id`` where the record has one; older records fall back to the post id and the two
     word counts in order (on the shipped TL;DR data this gives exactly the same 905 pairs as
-    the texts: tests/test_metrics.py checks it).
+    the texts: tests/test_metrics.py checks it); a record without a post id (rows built
+    outside a labeling run) is a pair of its own, named by its ``key``.
     """
     if record.get("pair_id"):
         return str(record["pair_id"])
+    if "post_id" not in record:
+        return f"record:{record.get('key', id(record))}"
     return f"{record['post_id']}:{record['len_first']}:{record['len_second']}"
 
 
