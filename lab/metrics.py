@@ -162,6 +162,8 @@ def pair_inference(records: list[dict], seed: int = 0) -> dict:
         "length_baseline_pairs_ci": list(stats.cluster_bootstrap_ci(mean_of(length_agree),
                                                                     d["post"], seed=seed)),
         "n_equal_length_pairs": int((~decided).sum()),
+        # 0.5 by construction, NaN where humans never (or always) preferred the longer one
+        "length_baseline_balanced": balanced(idx, np.ones(n)),
     }
     # human ~ intercept (the data's first-position prior) + logit(p) + which summary is longer
     X = np.column_stack([np.ones(n), _logit(d["p"]), d["longer"]])

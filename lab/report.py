@@ -148,7 +148,7 @@ def build_table(folder: str | Path) -> tuple[pd.DataFrame, list[str]]:
                  "alignment_pairs": m0["length_baseline_pairs"],
                  "pairs_ci_low": m0["length_baseline_pairs_ci"][0],
                  "pairs_ci_high": m0["length_baseline_pairs_ci"][1],
-                 "length_balanced": 0.5, "prefers_longer": 1.0})
+                 "length_balanced": m0["length_baseline_balanced"], "prefers_longer": 1.0})
     human = np.array([r["human"] for r in runs[0]], float)
     first_ci = stats.cluster_bootstrap_ci(lambda rows: float(human[rows].mean()),
                                           np.array([r["post_id"] for r in runs[0]]), seed=seed)
@@ -160,6 +160,8 @@ def build_table(folder: str | Path) -> tuple[pd.DataFrame, list[str]]:
              "judged by more than one worker)")
     if "error" in ceiling:
         rows.append({"setting": label + ": not computed, " + ceiling["error"]})
+    elif ceiling["n"] == 0:
+        rows.append({"setting": label + ": none, no such pair in the data"})
     else:
         rows.append({"setting": f"{label[:-1]}, every split; {ceiling['judgments']} judgments)",
                      "n_pairs": ceiling["n"],

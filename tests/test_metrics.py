@@ -85,7 +85,7 @@ def test_length_only_labeler_scores_exactly_half_length_balanced():
     rows = [(20, 10, 1.0), (10, 30, 0.0), (25, 5, 1.0), (40, 10, 0.0), (10, 15, 1.0)]
     records = [keyed(i, 0.9 if a > b else 0.1, h, a, b) for i, (a, b, h) in enumerate(rows)]
     m = compute(records)
-    assert m["alignment_length_balanced"] == 0.5
+    assert m["alignment_length_balanced"] == 0.5 == m["length_baseline_balanced"]
     assert m["alignment"] == pytest.approx(3 / 5)  # raw alignment rewards it
     # the humans' own choices: balanced alignment 1 (right on both sides)
     perfect = [keyed(i, 0.9 if h else 0.1, h, a, b) for i, (a, b, h) in enumerate(rows)]
