@@ -258,13 +258,30 @@ def compute(records: list[dict], seed: int = 0) -> dict:
     return out
 
 
+def _ci(ci: list[float]) -> str:
+    return f"{ci[0]:.3f}-{ci[1]:.3f}"
+
+
+def _z(fit: dict) -> str:
+    if not fit["converged"]:
+        return f"no fit ({fit['reason']})"
+    t = fit["labeler_logit"]
+    return f"{t['z']:+.2f}  (p={t['p']:.3g})"
+
+
 def format_table(m: dict, title: str = "") -> str:
     """A short human-readable table of the headline metrics."""
     lo, hi = m["alignment_ci"]
     rows = [
         ("pairs", f"{m['n']}"),
         ("AI-labeler alignment", f"{m['alignment']:.3f}  (95% CI {lo:.3f}-{hi:.3f})"),
-        ("  forward order only", f"{m['alignment_forward_only']:.3f}"),
+        ("  distinct pairs (95% cluster CI)",
+         f"{m['alignment_pairs']:.3f}  ({_ci(m['alignment_pairs_ci'])}; n={m['n_pairs']})"),
+        ("  length-balanced (95% CI)",
+         f"{m['alignment_length_balanced']:.3f}  ({_ci(m['alignment_length_balanced_ci'])})"),
+        ("  labeler z given length", _z(m["length_controlled"])),
+        ("  forward order only", f"{m['alignment_forward_only']:.3f}  (always-first labeler: "
+                                 f"{m['first_position_rate']:.3f})"),
         (
             "  high-confidence pairs",
             f"{m['alignment_high_confidence']:.3f}  (n={m['n_high_confidence']})",
@@ -274,6 +291,9 @@ def format_table(m: dict, title: str = "") -> str:
         ("  when human preferred shorter", f"{m['alignment_when_human_prefers_shorter']:.3f}  "
                                            f"(n={m['n_human_prefers_shorter']})"),
         ("length-only baseline", f"{m['length_baseline']:.3f}"),
+        ("human-human agreement (repeated pairs)",
+         f"{m['human_human_agreement']:.3f}  ({_ci(m['human_human_agreement_ci'])}; "
+         f"n={m['n_human_human_pairs']})" if m["n_human_human_pairs"] else "no repeated pair"),
         (
             "position bias (same position wins)",
             f"{m['position_bias']:.3f}  (first {m['position_bias_first']:.3f}, "
