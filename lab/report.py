@@ -31,7 +31,7 @@ import yaml
 
 from lab import data as data_mod
 from lab import stats
-from lab.metrics import compute, distinct_pairs
+from lab.metrics import agreement, compute, distinct_pairs
 from lab.run import read_records
 from lab.sweep import load_results, ordered_trials
 
@@ -41,6 +41,33 @@ STIENNON_NOTE = (
     "on TL;DR comparisons of all confidence levels; it is not comparable with a "
     "high-confidence subset, so the ceiling row above is measured on this data instead."
 )
+
+
+def agreement_by_key(run_dir: Path) -> dict[str, float]:
+    """Per-record agreement of a run's labels with the humans, keyed by record (``rlaif
+    optimize`` pairs its two runs with this)."""
+    records = read_records(Path(run_dir) / "labels.jsonl")
+    p = np.array([r["p"] for r in records])
+    human = np.array([r["human"] for r in records])
+    return dict(zip([r["key"] for r in records], agreement(p, human).tolist()))
+
+
+def paired_bootstrap(a: dict, b: dict, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Difference of mean agreement (a - b) on shared keys, and a two-sided bootstrap p-value.
+
+    Kept for ``rlaif optimize``; the sweep tables use the exact :func:`paired_test` instead
+    (a bootstrap p is too small at small n: see docs/statistics.md).
+    """
+    keys = sorted(set(a) & set(b))
+    d = np.array([a[k] - b[k] for k in keys])
+    if len(d) == 0:
+        return float("nan"), float("nan")
+    if not d.any():
+        return 0.0, 1.0
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
+    p = 2 * min((boots <= 0).mean(), (boots >= 0).mean())
+    return float(d.mean()), float(min(1.0, max(p, 1.0 / n_boot)))
 
 
 def agreement_by_pair(records: list[dict]) -> dict[str, float]:
