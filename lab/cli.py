@@ -34,6 +34,7 @@ LABEL_FLAGS = {
     "data": ("data", "path"), "confidence": ("data", "confidence"), "split": ("data", "split"),
     "n": ("data", "n"), "seed": ("data", "seed"), "skip_bad_rows": ("data", "skip_bad_rows"),
     "preamble": ("prompt", "preamble"), "shots": ("prompt", "shots"), "cot": ("prompt", "cot"),
+    "shuffle_order": ("prompt", "shuffle_order"),
     "backend": ("backend", "backend"), "model": ("backend", "model"),
     "dtype": ("backend", "dtype"), "score_dtype": ("backend", "score_dtype"),
     "chat": ("backend", "chat"),
@@ -68,6 +69,8 @@ def _label_parser(sub) -> None:
     p.add_argument("--tokenizer", help="openai: catalog name/folder whose chat template to use")
     p.add_argument("--preamble", help="template in prompts/preamble/ (base, detailed, ...)")
     p.add_argument("--shots", type=int)
+    p.add_argument("--shuffle-order", type=int, metavar="SEED",
+                   help="present each pair in a seeded random order first (recorded per label)")
     p.add_argument("--cot", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--samples", type=int, help="rationales per order (self-consistency)")
     p.add_argument("--temperature", type=float)

@@ -16,6 +16,7 @@ is in two of them.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -52,6 +53,9 @@ class DataConfig:
     """Seed of the sample and of the exemplar draw."""
     skip_bad_rows: bool = False
     """Skip malformed rows (and count them) instead of stopping."""
+    include_edits: bool = False
+    """Also read the ``edit_*`` files of a TL;DR folder (human-edited summaries, the edit
+    always listed first). Off by default: those rows are off-distribution."""
 
 
 @dataclass(frozen=True)
@@ -100,16 +104,21 @@ def resolve_data_path(path: str | os.PathLike | None) -> str:
     return f"hub:{HUB_ID}"
 
 
-def load_pairs(source: str, skip_bad_rows: bool = False) -> tuple[list[Pair], int]:
+def load_pairs(
+    source: str, skip_bad_rows: bool = False, include_edits: bool = False
+) -> tuple[list[Pair], int]:
     """Load comparisons from a file, a folder or ``hub:<id>``.
 
     A folder is searched for the TL;DR comparisons sub-folder first; then every ``*.json``,
-    ``*.jsonl`` and ``*.jsonl.gz`` file in it is read, except CNN/DM files (pass those
-    explicitly). HH-RLHF files (rows with ``chosen``/``rejected``) are recognised by content.
+    ``*.jsonl`` and ``*.jsonl.gz`` file in it is read, except CNN/DM files and, unless
+    ``include_edits``, the ``edit_*`` files (pass either explicitly to read it). HH-RLHF
+    files (rows with ``chosen``/``rejected``) are recognised by content. A row without a post
+    id takes the id of a row with the same normalised post text (see :func:`post_key`).
 
     Args:
         source: a path, or ``hub:<dataset id>``.
         skip_bad_rows: skip malformed rows and count them instead of stopping.
+        include_edits: also read a folder's ``edit_*`` files (human-edited summaries).
 
     Returns:
         The pairs and the number of rows skipped.
@@ -125,7 +134,7 @@ def load_pairs(source: str, skip_bad_rows: bool = False) -> tuple[list[Pair], in
             f"{path}: no such file or folder; pass --data PATH or set {ENV_VAR} "
             f"(e.g. ../shared/data)"
         )
-    files = [path] if path.is_file() else _data_files(path)
+    files = [path] if path.is_file() else _data_files(path, include_edits)
     pairs: list[Pair] = []
     skipped = 0
     for file in files:
@@ -134,17 +143,46 @@ def load_pairs(source: str, skip_bad_rows: bool = False) -> tuple[list[Pair], in
         skipped += bad
     if not pairs:
         raise DataError(f"{path}: no comparison rows found; point --data at a TL;DR .json file")
-    return pairs, skipped
+    return _adopt_post_ids(pairs), skipped
 
 
-def _data_files(folder: Path) -> list[Path]:
+def post_key(text: str) -> str:
+    """Identity of a post's text: a hash of it lower-cased with whitespace collapsed."""
+    return hashlib.sha1(" ".join(text.lower().split()).encode()).hexdigest()[:12]
+
+
+def _adopt_post_ids(pairs: list[Pair]) -> list[Pair]:
+    """Rows without an id (``h`` + text hash) take the id of a row with the same post text.
+
+    Without this, one post could get two ids (the edit file has none) and so land in two
+    splits.
+    """
+    def text_id(p: Pair) -> bool:
+        return p.post_id == "h" + post_key(p.text)
+
+    known = {post_key(p.text): p.post_id for p in pairs if not text_id(p)}
+    return [
+        dataclasses.replace(p, post_id=known[post_key(p.text)])
+        if text_id(p) and post_key(p.text) in known else p
+        for p in pairs
+    ]
+
+
+def pair_id(pair: Pair) -> str:
+    """Identity of a comparison (post and both responses in their order), shared by the
+    repeated judgments of one pair."""
+    raw = "\x00".join((pair.post_id, pair.first, pair.second))
+    return hashlib.sha1(raw.encode()).hexdigest()[:12]
+
+
+def _data_files(folder: Path, include_edits: bool = False) -> list[Path]:
     if (folder / TLDR_SUBDIR).is_dir():
         folder = folder / TLDR_SUBDIR
     files = sorted(
         f
         for pattern in ("*.json", "*.jsonl", "*.jsonl.gz")
         for f in folder.glob(pattern)
-        if "cnndm" not in f.name
+        if "cnndm" not in f.name and (include_edits or not f.name.startswith("edit_"))
     )
     if not files:
         raise DataError(f"{folder}: no *.json/*.jsonl files; pass --data with a comparisons file")
@@ -218,7 +256,7 @@ def parse_tldr_row(row: dict, key: str) -> Pair:
     if confidence not in range(1, 10) or isinstance(confidence, bool):
         raise DataError(f"field 'extra.confidence' must be 1..9, found {confidence!r}")
     title = info.get("title") or ""
-    post_id = info.get("id") or "h" + hashlib.sha1((title + text).encode()).hexdigest()[:12]
+    post_id = info.get("id") or "h" + post_key(text)
     return Pair(
         key=key,
         post_id=str(post_id),

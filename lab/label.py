@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from lab.backends import Backend
 from lab.cache import LabelCache, cache_key
-from lab.data import Pair
+from lab.data import Pair, pair_id
 from lab.prompts import Exemplar, PromptConfig, render
 
 CANDIDATES = ["1", "2"]
@@ -113,7 +113,9 @@ class Labeler:
         return {
             "key": pair.key,
             "post_id": pair.post_id,
+            "pair_id": pair_id(pair),
             **label,
+            **self._shown(pair),
             "human": pair.human,
             "confidence": pair.confidence,
             "len_first": word_count(pair.first),
@@ -121,6 +123,18 @@ class Labeler:
             "cache_hit": hit,
             "precision": engine[1],
         }
+
+    def _shown(self, pair: Pair) -> dict:
+        """Which stored response is shown first (``--shuffle-order``): a seeded coin per pair.
+
+        Both orders are scored either way, so this names the order a single-order reader
+        (``alignment_presented_first_only``) takes, free of the file's order.
+        """
+        seed = self.prompt.shuffle_order
+        if seed is None:
+            return {}
+        coin = int(hashlib.sha256(f"{seed}:{pair.key}".encode()).hexdigest()[:8], 16) % 2
+        return {"first_shown": "second" if coin else "first"}
 
     def _compute(self, pair: Pair, heads: list[str], key: str) -> dict:
         start = time.perf_counter()

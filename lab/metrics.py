@@ -12,13 +12,19 @@ agreement (the expected score of breaking it by a coin).
 * calibration: Brier score and expected calibration error against the human choices, and a
   Brier score against the human 9-point confidence read as a probability;
 * cost: tokens and seconds per pair (a label fetched from the cache keeps the cost of
-  computing it, so cost describes the setting, not the cache).
+  computing it, so cost describes the setting, not the cache);
+* inference on distinct pairs (:func:`distinct_pairs`: repeated judgments of one pair merged
+  into one pair whose human label is the share of workers choosing the first): alignment with
+  a CI from a bootstrap over posts, length-balanced alignment, a length-controlled logistic
+  regression, AUC within length strata, and human-human agreement on the repeated pairs.
+  docs/statistics.md says what each number means.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from lab import stats
 from lab.data import HIGH_CONFIDENCE
 
 
@@ -58,6 +64,125 @@ def expected_calibration_error(p: np.ndarray, human: np.ndarray, bins: int = 10)
         if mask.any():
             ece += mask.mean() * abs(agree[mask].mean() - conf[mask].mean())
     return float(ece)
+
+
+def pair_key(record: dict) -> str:
+    """Identity of the compared pair of a label record.
+
+    ``pair_id`` where the record has one; older records fall back to the post id and the two
+    word counts in order (on the shipped TL;DR data this gives exactly the same 905 pairs as
+    the texts: tests/test_metrics.py checks it); a record without a post id (rows built
+    outside a labeling run) is a pair of its own, named by its ``key``.
+    """
+    if record.get("pair_id"):
+        return str(record["pair_id"])
+    if "post_id" not in record:
+        return f"record:{record.get('key', id(record))}"
+    return f"{record['post_id']}:{record['len_first']}:{record['len_second']}"
+
+
+def distinct_pairs(records: list[dict]) -> dict:
+    """Merge repeated judgments of one pair into one pair with a soft human label.
+
+    Returns:
+        Arrays over distinct pairs (in first-seen order): ``key``, ``post`` (cluster),
+        ``p`` (mean AI preference), ``human`` (share of workers choosing the first),
+        ``agree`` (mean agreement of its records), ``longer`` (+1 first longer, -1 shorter,
+        0 equal), ``votes`` (the workers' choices) and ``first_shown`` (share of records whose
+        first-presented order was the stored one).
+    """
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(pair_key(r), []).append(r)
+    rows = list(groups.values())
+    agree = [agreement(np.array([r["p"] for r in g], float),
+                       np.array([r["human"] for r in g], float)).mean() for g in rows]
+    return {
+        "key": np.array(list(groups)),
+        "post": np.array([str(g[0].get("post_id", k)) for k, g in groups.items()]),
+        "p": np.array([np.mean([r["p"] for r in g]) for g in rows], float),
+        "human": np.array([np.mean([r["human"] for r in g]) for g in rows], float),
+        "agree": np.array(agree, float),
+        "longer": np.sign([g[0]["len_first"] - g[0]["len_second"] for g in rows]).astype(float),
+        "votes": [[float(r["human"]) for r in g] for g in rows],
+    }
+
+
+def length_balanced(agree_longer: np.ndarray, human_longer: np.ndarray) -> float:
+    """Mean of alignment among workers who preferred the longer summary and among those who
+    preferred the shorter one (pairs of equal length left out).
+
+    Args:
+        agree_longer: per pair, 1 if the labeler picks the longer summary, 0 the shorter,
+            0.5 a tie.
+        human_longer: per pair, the share of its workers who preferred the longer summary.
+    """
+    w_long, w_short = human_longer.sum(), (1 - human_longer).sum()
+    if w_long == 0 or w_short == 0:
+        return float("nan")
+    a_long = (human_longer * agree_longer).sum() / w_long
+    a_short = ((1 - human_longer) * (1 - agree_longer)).sum() / w_short
+    return float((a_long + a_short) / 2)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def pair_inference(records: list[dict], seed: int = 0) -> dict:
+    """The metrics computed on distinct pairs (see :func:`distinct_pairs`)."""
+    d = distinct_pairs(records)
+    n = len(d["key"])
+    idx = np.arange(n)
+    decided = d["longer"] != 0
+    length_pred = 0.5 + 0.5 * d["longer"]
+    ai_longer = np.where(d["p"] == 0.5, 0.5, ((d["p"] > 0.5) == (length_pred > 0.5)) * 1.0)
+    human_longer = np.where(d["longer"] > 0, d["human"], 1 - d["human"])
+
+    def balanced(rows: np.ndarray, labeler: np.ndarray = ai_longer) -> float:
+        rows = rows[decided[rows]]
+        return length_balanced(labeler[rows], human_longer[rows])
+
+    def mean_of(values: np.ndarray):
+        return lambda rows: float(values[rows].mean())
+
+    length_agree = np.where(decided, human_longer, 0.5)
+    out = {
+        "n_pairs": n,
+        "n_posts": int(len(set(d["post"].tolist()))),
+        "n_repeated_pairs": int(sum(len(v) > 1 for v in d["votes"])),
+        "alignment_pairs": float(d["agree"].mean()),
+        "alignment_pairs_ci": list(stats.cluster_bootstrap_ci(mean_of(d["agree"]), d["post"],
+                                                              seed=seed)),
+        "alignment_length_balanced": balanced(idx),
+        "alignment_length_balanced_ci": list(stats.cluster_bootstrap_ci(balanced, d["post"],
+                                                                        seed=seed)),
+        "length_baseline_pairs": float(length_agree.mean()),
+        "length_baseline_pairs_ci": list(stats.cluster_bootstrap_ci(mean_of(length_agree),
+                                                                    d["post"], seed=seed)),
+        "n_equal_length_pairs": int((~decided).sum()),
+        # 0.5 by construction, NaN where humans never (or always) preferred the longer one
+        "length_baseline_balanced": balanced(idx, np.ones(n)),
+    }
+    # human ~ intercept (the data's first-position prior) + logit(p) + which summary is longer
+    X = np.column_stack([np.ones(n), _logit(d["p"]), d["longer"]])
+    fit = stats.logistic_regression(X, d["human"])
+    out["length_controlled"] = {
+        term: {k: fit[k][i] for k in ("coef", "se", "z", "p")}
+        for i, term in enumerate(("intercept", "labeler_logit", "first_longer"))
+    }
+    out["length_controlled"]["converged"] = fit["converged"]
+    out["length_controlled"]["reason"] = fit["reason"]
+    out["auc_first_longer"] = stats.auc(d["p"][d["longer"] > 0], d["human"][d["longer"] > 0])
+    out["auc_first_shorter"] = stats.auc(d["p"][d["longer"] < 0], d["human"][d["longer"] < 0])
+    repeated = [i for i, v in enumerate(d["votes"]) if len(v) > 1]
+    hh = stats.pairwise_agreement([d["votes"][i] for i in repeated])
+    out["n_human_human_pairs"] = len(repeated)
+    out["human_human_agreement"] = _mean(hh)
+    out["human_human_agreement_ci"] = list(stats.cluster_bootstrap_ci(
+        mean_of(hh), d["post"][repeated], seed=seed))
+    return out
 
 
 def compute(records: list[dict], seed: int = 0) -> dict:
@@ -121,7 +246,27 @@ def compute(records: list[dict], seed: int = 0) -> dict:
     }
     has_conf = conf > 0
     out["brier_vs_confidence"] = _mean((p[has_conf] - human_soft(conf[has_conf])) ** 2)
+    # the order prior: an always-first labeler's forward-only alignment is this rate
+    out["first_position_rate"] = _mean(human)
+    shown = [r.get("first_shown") for r in records]
+    if any(s is not None for s in shown):  # --shuffle-order: the first-presented order alone
+        p_shown = np.array([pf if s != "second" else 1 - ps
+                            for pf, ps, s in zip(p_fwd, p_sw, shown)])
+        out["alignment_presented_first_only"] = _mean(agreement(p_shown, human))
+        out["shown_first_share"] = _mean(np.array([s != "second" for s in shown], float))
+    out.update(pair_inference(records, seed))
     return out
+
+
+def _ci(ci: list[float]) -> str:
+    return f"{ci[0]:.3f}-{ci[1]:.3f}"
+
+
+def _z(fit: dict) -> str:
+    if not fit["converged"]:
+        return f"no fit ({fit['reason']})"
+    t = fit["labeler_logit"]
+    return f"{t['z']:+.2f}  (p={t['p']:.3g})"
 
 
 def format_table(m: dict, title: str = "") -> str:
@@ -130,7 +275,13 @@ def format_table(m: dict, title: str = "") -> str:
     rows = [
         ("pairs", f"{m['n']}"),
         ("AI-labeler alignment", f"{m['alignment']:.3f}  (95% CI {lo:.3f}-{hi:.3f})"),
-        ("  forward order only", f"{m['alignment_forward_only']:.3f}"),
+        ("  distinct pairs (95% cluster CI)",
+         f"{m['alignment_pairs']:.3f}  ({_ci(m['alignment_pairs_ci'])}; n={m['n_pairs']})"),
+        ("  length-balanced (95% CI)",
+         f"{m['alignment_length_balanced']:.3f}  ({_ci(m['alignment_length_balanced_ci'])})"),
+        ("  labeler z given length", _z(m["length_controlled"])),
+        ("  forward order only", f"{m['alignment_forward_only']:.3f}  (always-first labeler: "
+                                 f"{m['first_position_rate']:.3f})"),
         (
             "  high-confidence pairs",
             f"{m['alignment_high_confidence']:.3f}  (n={m['n_high_confidence']})",
@@ -140,6 +291,9 @@ def format_table(m: dict, title: str = "") -> str:
         ("  when human preferred shorter", f"{m['alignment_when_human_prefers_shorter']:.3f}  "
                                            f"(n={m['n_human_prefers_shorter']})"),
         ("length-only baseline", f"{m['length_baseline']:.3f}"),
+        ("human-human agreement (repeated pairs)",
+         f"{m['human_human_agreement']:.3f}  ({_ci(m['human_human_agreement_ci'])}; "
+         f"n={m['n_human_human_pairs']})" if m["n_human_human_pairs"] else "no repeated pair"),
         (
             "position bias (same position wins)",
             f"{m['position_bias']:.3f}  (first {m['position_bias_first']:.3f}, "

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from lab import models  # noqa: E402
 from lab.metrics import human_soft  # noqa: E402
-from lab.report import HUMAN_AGREEMENT  # noqa: E402
+from lab.report import human_ceiling  # noqa: E402
 from lab.run import read_records  # noqa: E402
 from lab.sweep import best_trial, load_results, ordered_trials  # noqa: E402
 
@@ -43,22 +43,27 @@ def _yerr(trials) -> np.ndarray:
     return np.vstack([a - lo, hi - a])
 
 
-def _references(ax, trials, horizontal: bool = True) -> None:
+def _references(ax, trials, horizontal: bool = True, ceiling: dict | None = None) -> None:
+    """Length-only baseline, chance, and the human-human agreement measured on this data's
+    pairs judged by more than one worker (:func:`lab.report.human_ceiling`; left out when
+    there is none: Stiennon et al.'s 73-77% covers all confidence levels, not this subset)."""
     base = trials[0].user_attrs["length_baseline"]
     span = ax.axvspan if not horizontal else ax.axhspan
     line = ax.axvline if not horizontal else ax.axhline
-    span(*HUMAN_AGREEMENT, color="tab:green", alpha=0.15, label="human inter-annotator (73-77%)")
+    if ceiling and ceiling.get("n"):
+        span(*ceiling["ci"], color="tab:green", alpha=0.15,
+             label=f"human-human agreement, 95% CI ({ceiling['n']} repeated pairs)")
     line(base, color="tab:red", ls="--", label=f"length-only baseline ({base:.3f})")
     line(0.5, color="grey", ls=":", label="chance")
 
 
-def plot_by_setting(trials, title: str, path: Path) -> None:
+def plot_by_setting(trials, title: str, path: Path, ceiling: dict | None = None) -> None:
     labels = [", ".join(f"{k}={v}" for k, v in t.params.items()) for t in trials]
     y = np.arange(len(trials))
     fig, ax = plt.subplots(figsize=(8.5, 2.2 + 0.45 * len(trials)))
     ax.errorbar([t.user_attrs["alignment"] for t in trials], y, xerr=_yerr(trials), fmt="o",
                 color="tab:blue", capsize=3, label="AI labeler (95% CI)")
-    _references(ax, trials, horizontal=False)
+    _references(ax, trials, horizontal=False, ceiling=ceiling)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_xlabel("alignment with human preference (share of pairs)")
@@ -77,7 +82,7 @@ def _groups(trials, exclude: set[str]) -> dict[str, list]:
     return out
 
 
-def plot_size(trials, title: str, path: Path) -> None:
+def plot_size(trials, title: str, path: Path, ceiling: dict | None = None) -> None:
     size = {t.params["model"]: models.entry(t.params["model"]).params for t in trials}
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for rest, group in _groups(trials, {"model"}).items():
@@ -90,7 +95,7 @@ def plot_size(trials, title: str, path: Path) -> None:
                 label=f"same position wins both orders{suffix}")
         a2.plot(x, [t.user_attrs["position_bias_first"] for t in group], "^:",
                 label=f"... and it is position 1{suffix}")
-    _references(a1, trials)
+    _references(a1, trials, ceiling=ceiling)
     a1.set_ylabel("alignment with human preference")
     a2.set_ylabel("share of pairs")
     a2.set_ylim(0, 1.05)
@@ -107,7 +112,7 @@ def plot_size(trials, title: str, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_self_consistency(trials, title: str, path: Path) -> None:
+def plot_self_consistency(trials, title: str, path: Path, ceiling: dict | None = None) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     groups = _groups(trials, {"samples"})
     for i, (rest, group) in enumerate(groups.items()):
@@ -115,7 +120,7 @@ def plot_self_consistency(trials, title: str, path: Path) -> None:
         x = np.array([t.params.get("samples", 1) for t in ts]) * (1 + 0.04 * (i - 1))
         ax.errorbar(x, [t.user_attrs["alignment"] for t in ts], yerr=_yerr(ts), fmt="o-",
                     capsize=3, label=rest or "AI labeler")
-    _references(ax, trials)
+    _references(ax, trials, ceiling=ceiling)
     samples = sorted({t.params.get("samples", 1) for t in trials})
     ax.set_xscale("log")
     ax.set_xticks(samples, [str(s) for s in samples])
@@ -208,6 +213,7 @@ def write_plots(folder: str | Path) -> list[Path]:
         raise RuntimeError(f"{folder}: the study has no complete trial")
     subset = f"{exp.data.confidence}-confidence TL;DR, {exp.dev_split} split"
     n = trials[0].user_attrs["n"]
+    ceiling = human_ceiling(exp.data)
     written = []
 
     def out(name: str) -> Path:
@@ -215,13 +221,13 @@ def write_plots(folder: str | Path) -> list[Path]:
         return folder / name
 
     plot_by_setting(trials, f"{exp.name}: alignment per setting\n({subset}, n={n} pairs)",
-                    out("alignment_by_setting.png"))
+                    out("alignment_by_setting.png"), ceiling)
     if "model" in exp.axes and len(exp.axes["model"]) > 1:
         plot_size(trials, f"{exp.name}: labeler size ({subset}, n={n})",
-                  out("alignment_vs_size.png"))
+                  out("alignment_vs_size.png"), ceiling)
     if {"samples", "temperature"} & set(exp.axes):
         plot_self_consistency(trials, f"{exp.name}: self-consistency ({subset}, n={n})",
-                              out("self_consistency.png"))
+                              out("self_consistency.png"), ceiling)
     best = best_trial(exp, study)
     setting = ", ".join(f"{k}={v}" for k, v in best.params.items())
     plot_reliability(best, f"{exp.name}: reliability of the best setting\n({setting}; n={n})",

@@ -45,6 +45,10 @@ class PromptConfig:
     """Decode a rationale before the answer (chain-of-thought ending)."""
     max_exemplar_chars: int = 1200
     """Exemplars are drawn only from pool posts at most this long (keeps prompts short)."""
+    shuffle_order: int | None = None
+    """Seed for presenting each pair in a random order first (recorded as ``first_shown``);
+    None presents the stored order first. Both orders are still scored, and ``p`` stays
+    P(stored first response better)."""
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,23 @@
 """Stage 7: reports, the ablation table of a sweep.
 
 ``rlaif table results/NAME`` writes ``table.md``, ``table.csv`` and ``table.tex``: one row per
-setting with alignment and its 95% CI, the paired difference against the base setting (the
-first setting of the experiment) on the same pairs with a paired-bootstrap p-value, position
-bias, length bias, seconds and tokens per pair; then a row for the length-only baseline on the
-same pairs and one for the human inter-annotator agreement range (73-77%, Stiennon et al.);
-after ``rlaif export``, also the exported best setting on the test split.
+setting, recomputed from each trial's labels.jsonl, with
+
+* alignment over the labeled records, and over distinct pairs (repeated judgments of a pair
+  merged into a soft label) with a 95% CI from a bootstrap over posts;
+* length-balanced alignment (mean of alignment when the human preferred the longer and the
+  shorter summary; a length-only labeler scores 0.5) with its CI;
+* the paired difference against the base setting (the first of the experiment) on the shared
+  distinct pairs, with an exact sign-flip p-value and its Holm correction over the table;
+* the z of the labeler's logit in a logistic regression of the human label on it and on which
+  summary is longer (length-controlled signal);
+* position bias, length bias, seconds and tokens per pair;
+
+then rows for the length-only and always-first baselines on the same pairs, the exported best
+setting on the test split (after ``rlaif export``), and the human-human agreement of the pairs
+in the data judged by more than one worker (same confidence subset); and under the table the
+minimum detectable difference of the table's paired comparisons and the Stiennon et al.
+footnote. docs/statistics.md explains every number.
 """
 
 from __future__ import annotations
@@ -17,15 +29,23 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from lab.metrics import agreement
+from lab import data as data_mod
+from lab import stats
+from lab.metrics import agreement, compute, distinct_pairs
 from lab.run import read_records
 from lab.sweep import load_results, ordered_trials
 
 HUMAN_AGREEMENT = (0.73, 0.77)  # inter-annotator agreement on TL;DR (Stiennon et al. 2020)
+STIENNON_NOTE = (
+    "Stiennon et al. (2020, arXiv 2009.01325) report 73-77% agreement between human labelers "
+    "on TL;DR comparisons of all confidence levels; it is not comparable with a "
+    "high-confidence subset, so the ceiling row above is measured on this data instead."
+)
 
 
 def agreement_by_key(run_dir: Path) -> dict[str, float]:
-    """Per-pair agreement of a run's labels with the humans, keyed by pair."""
+    """Per-record agreement of a run's labels with the humans, keyed by record (``rlaif
+    optimize`` pairs its two runs with this)."""
     records = read_records(Path(run_dir) / "labels.jsonl")
     p = np.array([r["p"] for r in records])
     human = np.array([r["human"] for r in records])
@@ -33,7 +53,11 @@ def agreement_by_key(run_dir: Path) -> dict[str, float]:
 
 
 def paired_bootstrap(a: dict, b: dict, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Difference of mean agreement (a - b) on shared pairs, and a two-sided bootstrap p-value."""
+    """Difference of mean agreement (a - b) on shared keys, and a two-sided bootstrap p-value.
+
+    Kept for ``rlaif optimize``; the sweep tables use the exact :func:`paired_test` instead
+    (a bootstrap p is too small at small n: see docs/statistics.md).
+    """
     keys = sorted(set(a) & set(b))
     d = np.array([a[k] - b[k] for k in keys])
     if len(d) == 0:
@@ -46,99 +70,228 @@ def paired_bootstrap(a: dict, b: dict, n_boot: int = 2000, seed: int = 0) -> tup
     return float(d.mean()), float(min(1.0, max(p, 1.0 / n_boot)))
 
 
-def build_table(folder: str | Path) -> pd.DataFrame:
-    """The ablation table of a sweep's results folder as a DataFrame."""
+def agreement_by_pair(records: list[dict]) -> dict[str, float]:
+    """Per distinct pair, the mean agreement of its records with the humans."""
+    d = distinct_pairs(records)
+    return dict(zip(d["key"].tolist(), d["agree"].tolist()))
+
+
+def paired_test(a: dict, b: dict, seed: int = 0) -> tuple[float, float, int, float]:
+    """Paired comparison a - b on the pairs both have.
+
+    Returns:
+        (mean difference, exact two-sided sign-flip p, shared pairs, share of them that
+        differ).
+    """
+    keys = sorted(set(a) & set(b))
+    d = np.array([a[k] - b[k] for k in keys])
+    if len(d) == 0:
+        return float("nan"), float("nan"), 0, float("nan")
+    p, _ = stats.sign_flip_test(d, seed=seed)
+    return float(d.mean()), p, len(d), float((d != 0).mean())
+
+
+def human_ceiling(exp_data: data_mod.DataConfig) -> dict:
+    """Human-human agreement on the pairs of the data judged by more than one worker.
+
+    Same confidence subset as the experiment, every split (agreement between humans is not
+    something a split protects). Returns ``n`` (pairs), ``judgments``, ``agreement``, ``ci``,
+    or ``error`` when the data cannot be read.
+    """
+    source = data_mod.resolve_data_path(exp_data.path)
+    try:
+        pairs, _ = data_mod.load_pairs(source, exp_data.skip_bad_rows, exp_data.include_edits)
+    except data_mod.DataError as err:
+        return {"error": str(err)}
+    pairs = data_mod.select(pairs, exp_data.confidence, "all")
+    groups: dict[str, list] = {}
+    for p in pairs:
+        groups.setdefault(data_mod.pair_id(p), []).append(p)
+    multi = [g for g in groups.values() if len(g) > 1]
+    if not multi:
+        return {"n": 0, "judgments": 0, "agreement": float("nan"),
+                "ci": [float("nan"), float("nan")]}
+    hh = stats.pairwise_agreement([[p.human for p in g] for g in multi])
+    posts = np.array([g[0].post_id for g in multi])
+    ci = stats.cluster_bootstrap_ci(lambda rows: float(hh[rows].mean()), posts,
+                                    seed=exp_data.seed)
+    return {"n": len(multi), "judgments": sum(len(g) for g in multi),
+            "agreement": float(hh.mean()), "ci": list(ci)}
+
+
+def _row(setting: str, m: dict) -> dict:
+    lc = m.get("length_controlled", {}).get("labeler_logit", {})
+    return {
+        "setting": setting, "n": m["n"], "n_pairs": m.get("n_pairs"),
+        "alignment": m["alignment"],
+        "ci_low": m["alignment_ci"][0], "ci_high": m["alignment_ci"][1],
+        "alignment_pairs": m.get("alignment_pairs"),
+        "pairs_ci_low": (m.get("alignment_pairs_ci") or [None, None])[0],
+        "pairs_ci_high": (m.get("alignment_pairs_ci") or [None, None])[1],
+        "length_balanced": m.get("alignment_length_balanced"),
+        "balanced_ci_low": (m.get("alignment_length_balanced_ci") or [None, None])[0],
+        "balanced_ci_high": (m.get("alignment_length_balanced_ci") or [None, None])[1],
+        "labeler_z": lc.get("z"), "labeler_z_p": lc.get("p"),
+        "regression_note": m.get("length_controlled", {}).get("reason", ""),
+        "position_bias": m["position_bias"], "prefers_longer": m["length_bias"],
+        "seconds_per_pair": m["seconds_per_pair"],
+        "tokens_per_pair": m["prompt_tokens_per_pair"] + m["generated_tokens_per_pair"],
+    }
+
+
+def build_table(folder: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """The ablation table of a sweep's results folder and the notes printed under it."""
     folder = Path(folder)
     exp, study = load_results(folder)
     trials = ordered_trials(exp, study)
     if not trials:
         raise RuntimeError(f"{folder}: the study has no complete trial")
-    base = agreement_by_key(trials[0].user_attrs["run_dir"])
-    rows = []
-    for t in trials:
-        m = t.user_attrs
-        diff, pval = paired_bootstrap(agreement_by_key(m["run_dir"]), base)
-        rows.append({
-            "setting": ", ".join(f"{a}={t.params[a]}" for a in exp.axes),
-            "n": m["n"],
-            "alignment": m["alignment"],
-            "ci_low": m["alignment_ci"][0],
-            "ci_high": m["alignment_ci"][1],
-            "diff_vs_base": diff,
-            "p_vs_base": pval,
-            "position_bias": m["position_bias"],
-            "prefers_longer": m["length_bias"],
-            "seconds_per_pair": m["seconds_per_pair"],
-            "tokens_per_pair": m["prompt_tokens_per_pair"] + m["generated_tokens_per_pair"],
-        })
+    seed = exp.data.seed
+    runs = [read_records(Path(t.user_attrs["run_dir"]) / "labels.jsonl") for t in trials]
+    base = agreement_by_pair(runs[0])
+    rows, discord, shared = [], [], []
+    for t, records in zip(trials, runs):
+        m = compute(records, seed=seed)
+        row = _row(", ".join(f"{a}={t.params[a]}" for a in exp.axes), m)
+        if rows:  # the base row is not compared with itself
+            diff, p, n_shared, q = paired_test(agreement_by_pair(records), base, seed)
+            row.update(diff_vs_base=diff, p_vs_base=p)
+            discord.append(q)
+            shared.append(n_shared)
+        rows.append(row)
+    comparisons = [r for r in rows if "p_vs_base" in r]
+    for r, adj in zip(comparisons, stats.holm([r["p_vs_base"] for r in comparisons])):
+        r["p_holm"] = adj
     best_test = folder / "best_test_metrics.json"
     if best_test.is_file() and (folder / "best.yaml").is_file():
         setting = yaml.safe_load((folder / "best.yaml").read_text())["export"]["setting"]
-        m = json.loads(best_test.read_text())
-        rows.append({
-            "setting": "exported best (" + ", ".join(f"{k}={v}" for k, v in setting.items())
-            + f") on the {exp.test_split} split",
-            "n": m["n"], "alignment": m["alignment"], "ci_low": m["alignment_ci"][0],
-            "ci_high": m["alignment_ci"][1], "position_bias": m["position_bias"],
-            "prefers_longer": m["length_bias"], "seconds_per_pair": m["seconds_per_pair"],
-            "tokens_per_pair": m["prompt_tokens_per_pair"] + m["generated_tokens_per_pair"],
-        })
-    m0 = trials[0].user_attrs
+        rows.append(_row("exported best (" + ", ".join(f"{k}={v}" for k, v in setting.items())
+                         + f") on the {exp.test_split} split",
+                         json.loads(best_test.read_text())))
+    m0 = compute(runs[0], seed=seed)
     rows.append({"setting": "length-only baseline (same pairs)", "n": m0["n"],
-                 "alignment": m0["length_baseline"], "ci_low": m0["length_baseline_ci"][0],
-                 "ci_high": m0["length_baseline_ci"][1],
-                 "prefers_longer": 1.0})
-    rows.append({"setting": "human inter-annotator agreement (Stiennon et al.)",
-                 "ci_low": HUMAN_AGREEMENT[0], "ci_high": HUMAN_AGREEMENT[1]})
-    return pd.DataFrame(rows)
+                 "n_pairs": m0["n_pairs"], "alignment": m0["length_baseline"],
+                 "ci_low": m0["length_baseline_ci"][0], "ci_high": m0["length_baseline_ci"][1],
+                 "alignment_pairs": m0["length_baseline_pairs"],
+                 "pairs_ci_low": m0["length_baseline_pairs_ci"][0],
+                 "pairs_ci_high": m0["length_baseline_pairs_ci"][1],
+                 "length_balanced": m0["length_baseline_balanced"], "prefers_longer": 1.0})
+    human = np.array([r["human"] for r in runs[0]], float)
+    first_ci = stats.cluster_bootstrap_ci(lambda rows: float(human[rows].mean()),
+                                          np.array([r["post_id"] for r in runs[0]]), seed=seed)
+    rows.append({"setting": "always the first summary (the data's first-position human rate)",
+                 "n": m0["n"], "alignment": m0["first_position_rate"], "ci_low": first_ci[0],
+                 "ci_high": first_ci[1], "position_bias": 1.0})
+    ceiling = human_ceiling(exp.data)
+    label = (f"human-human agreement ({exp.data.confidence}-confidence pairs of the data "
+             "judged by more than one worker)")
+    if "error" in ceiling:
+        rows.append({"setting": label + ": not computed, " + ceiling["error"]})
+    elif ceiling["n"] == 0:
+        rows.append({"setting": label + ": none, no such pair in the data"})
+    else:
+        rows.append({"setting": f"{label[:-1]}, every split; {ceiling['judgments']} judgments)",
+                     "n_pairs": ceiling["n"],
+                     "alignment_pairs": ceiling["agreement"],
+                     "pairs_ci_low": ceiling["ci"][0], "pairs_ci_high": ceiling["ci"][1]})
+    notes = [mdd_note(shared, discord), STIENNON_NOTE]
+    return pd.DataFrame(rows), notes
+
+
+def mdd_note(shared: list[int], discord: list[float]) -> str:
+    """The 'minimum detectable difference' line of a table."""
+    if not shared:
+        return "Minimum detectable difference: no setting is compared with the base."
+    n = min(shared)
+    q = float(np.mean(discord))
+    mdd = stats.mdd_paired(n, q) if q > 0 else float("nan")
+    need = stats.pairs_needed(0.10, q) if q >= 0.10 else None
+    what = (f"{mdd:.3f}" if not np.isnan(mdd)
+            else f"none: no difference up to {q:.3f} (the share of pairs that differ) reaches "
+                 "80% power")
+    more = (f"; a difference of 0.10 would need about {need} distinct pairs" if need
+            else "; a difference of 0.10 is larger than the share of pairs that differ")
+    return (f"Minimum detectable difference vs base at 80% power (exact two-sided sign test, "
+            f"alpha 0.05 before Holm; {n} shared distinct pairs, {q:.3f} of them labeled "
+            f"differently on average): {what}{more}. A setting is better than the base only "
+            "where its Holm-corrected p is below 0.05.")
 
 
 def _fmt(v, spec: str) -> str:
     return "" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, spec)
 
 
+def _ci(r: dict, point: str, lo: str, hi: str) -> str:
+    v = r.get(point)
+    if v is None or pd.isna(v):
+        return ""
+    if r.get(lo) is None or pd.isna(r.get(lo)):
+        return f"{v:.3f}"
+    return f"{v:.3f} [{r[lo]:.3f}, {r[hi]:.3f}]"
+
+
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"={p:.3f}"
+
+
 def display_rows(df: pd.DataFrame) -> list[list[str]]:
-    """Formatted cells: setting, n, alignment [CI], diff (p), position bias, longer, s, tokens."""
+    """Formatted cells, one list per row, in the order of :data:`HEADERS`."""
     out = []
     for r in df.to_dict("records"):
-        if pd.isna(r.get("alignment")):
-            align = f"{r['ci_low']:.0%}-{r['ci_high']:.0%}"
-        else:
-            align = f"{r['alignment']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+        n = _fmt(r.get("n"), ".0f")
+        if not pd.isna(r.get("n_pairs", np.nan)):
+            n = f"{n} ({r['n_pairs']:.0f})" if n else f"({r['n_pairs']:.0f})"
         diff = ""
         if not pd.isna(r.get("diff_vs_base", np.nan)):
-            p = r["p_vs_base"]
-            diff = f"{r['diff_vs_base']:+.3f} (p{'<0.001' if p < 0.001 else f'={p:.3f}'})"
+            diff = (f"{r['diff_vs_base']:+.3f} (p{_p(r['p_vs_base'])}, "
+                    f"Holm p{_p(r['p_holm'])})")
+        z = "no fit" if isinstance(r.get("regression_note"), str) and r["regression_note"] else ""
+        if not pd.isna(r.get("labeler_z", np.nan)):
+            z = f"{r['labeler_z']:+.2f} (p{_p(r['labeler_z_p'])})"
         out.append([
-            r["setting"], _fmt(r.get("n"), ".0f"), align, diff,
+            r["setting"], n, _ci(r, "alignment", "ci_low", "ci_high"),
+            _ci(r, "alignment_pairs", "pairs_ci_low", "pairs_ci_high"),
+            _ci(r, "length_balanced", "balanced_ci_low", "balanced_ci_high"), diff, z,
             _fmt(r.get("position_bias"), ".3f"), _fmt(r.get("prefers_longer"), ".3f"),
             _fmt(r.get("seconds_per_pair"), ".2f"), _fmt(r.get("tokens_per_pair"), ".0f"),
         ])
     return out
 
 
-HEADERS = ["setting", "n", "alignment [95% CI]", "vs base (paired p)", "position bias",
+HEADERS = ["setting", "n (distinct pairs)", "alignment [95% CI]",
+           "distinct pairs [95% cluster CI]", "length-balanced [95% CI]",
+           "vs base (exact p, Holm p)", "labeler z given length (p)", "position bias",
            "prefers longer", "s/pair", "tokens/pair"]
 
 
-def to_markdown(df: pd.DataFrame, title: str) -> str:
+def to_markdown(df: pd.DataFrame, title: str, notes: list[str] = ()) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(HEADERS) + " |",
              "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(row) + " |" for row in display_rows(df)]
+    lines += [""] + [f"- {note}" for note in notes] if notes else []
     return "\n".join(lines) + "\n"
 
 
-def to_latex(df: pd.DataFrame, title: str) -> str:
-    def esc(s: str) -> str:
-        for ch in "&%_#$":
-            s = s.replace(ch, "\\" + ch)
-        return s
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
+                 "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                 "<": r"\textless{}", ">": r"\textgreater{}"}
 
+
+def latex_escape(s: str) -> str:
+    """Escape LaTeX's special characters (each one once, backslash included)."""
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in s)
+
+
+def to_latex(df: pd.DataFrame, title: str, notes: list[str] = ()) -> str:
+    esc = latex_escape
     lines = ["\\begin{table}[t]", "\\centering", f"\\caption{{{esc(title)}}}",
              "\\begin{tabular}{l" + "r" * (len(HEADERS) - 1) + "}", "\\toprule",
              " & ".join(esc(h) for h in HEADERS) + " \\\\", "\\midrule"]
     lines += [" & ".join(esc(c) for c in row) + " \\\\" for row in display_rows(df)]
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    lines += [f"\\par\\footnotesize {esc(note)}" for note in notes]
+    lines += ["\\end{table}"]
     return "\n".join(lines) + "\n"
 
 
@@ -146,11 +299,11 @@ def write_tables(folder: str | Path) -> list[Path]:
     """Write table.md, table.csv and table.tex into a sweep's results folder."""
     folder = Path(folder)
     exp, _ = load_results(folder)
-    df = build_table(folder)
+    df, notes = build_table(folder)
     title = (f"{exp.name}: AI-labeler alignment on {exp.data.confidence}-confidence "
              f"TL;DR pairs ({exp.dev_split} split); base = first row")
     paths = [folder / "table.md", folder / "table.csv", folder / "table.tex"]
-    paths[0].write_text(to_markdown(df, title))
+    paths[0].write_text(to_markdown(df, title, notes))
     df.to_csv(paths[1], index=False, float_format="%.4f")
-    paths[2].write_text(to_latex(df, title))
+    paths[2].write_text(to_latex(df, title, notes))
     return paths

@@ -68,7 +68,7 @@ def prepare(config: RunConfig) -> tuple[list[data_mod.Pair], int, list]:
     """Load and slice the data and draw the exemplars: (pairs, skipped rows, exemplars)."""
     d = config.data
     source = data_mod.resolve_data_path(d.path)
-    everything, skipped = data_mod.load_pairs(source, skip_bad_rows=d.skip_bad_rows)
+    everything, skipped = data_mod.load_pairs(source, d.skip_bad_rows, d.include_edits)
     pairs = data_mod.select(everything, d.confidence, d.split, d.n, d.seed)
     if not pairs:
         raise RunError(f"{source}: no pairs left after confidence={d.confidence} split={d.split}")

@@ -27,7 +27,7 @@ def test_label_fake_on_real_data(real_data, tmp_path):
     assert metrics["n"] == 40
     config = json.loads((out / "config.json").read_text())
     assert config["prompt"] == {"preamble": "base", "shots": 2, "cot": True,
-                                "max_exemplar_chars": 1200}
+                                "max_exemplar_chars": 1200, "shuffle_order": None}
     # reload the resolved config: same labels, nothing recomputed
     r2 = rlaif("label", "--config", str(out / "config.json"), "--out", str(out), "--no-progress")
     assert r2.returncode == 0, r2.stderr

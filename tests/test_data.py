@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lab.data import DataError, exemplar_pool, load_pairs, select, split_of
+from lab.data import DataError, exemplar_pool, load_pairs, post_key, select, split_of
 from tests.conftest import tldr_row, write_rows
 
 
@@ -99,11 +99,12 @@ def test_split_is_by_post_and_stable():
 def test_real_tldr_folder(real_data):
     pairs, skipped = load_pairs(str(real_data))
     assert skipped == 0
-    # batch13 (1097) + the 5 edited rows; CNN/DM is left out of a folder load
-    assert len(pairs) == 1102
-    high = select(pairs, "high", "all")
-    assert len(high) == 549 + sum(p.confidence in (1, 2, 8, 9) for p in pairs[1097:])
+    # batch13 (1097); CNN/DM and the edit file are left out of a folder load by default
+    assert len(pairs) == 1097 and not any(p.key.startswith("edit_") for p in pairs)
+    assert len(select(pairs, "high", "all")) == 549
     assert len(exemplar_pool(pairs)) > 20
+    with_edits, _ = load_pairs(str(real_data), include_edits=True)
+    assert len(with_edits) == 1102 and with_edits[:1097] == pairs
     by_post = {}
     for p in pairs:
         by_post.setdefault(p.post_id, set()).add(split_of(p.post_id))
@@ -130,3 +131,35 @@ def test_data_dir_variable_stands_in_for_a_missing_shipped_path(tmp_path, monkey
     assert resolve_data_path("../no/such/data") == "../no/such/data"
     assert resolve_data_path(str(tmp_path / "..")) == str(tmp_path / "..")  # exists: kept
     assert resolve_data_path(None) == str(tmp_path)
+
+
+def test_row_without_id_takes_the_id_of_the_same_post(tmp_path):
+    row = tldr_row(1, post="My  Cat ate\nthe homework.")
+    edit = tldr_row(2, post="my cat ate the   homework.")
+    del edit["info"]["id"]
+    other = tldr_row(3, post="A different post.")
+    del other["info"]["id"]
+    write_rows(tmp_path / "batch.json", [row])
+    write_rows(tmp_path / "edit_x.json", [edit, other])
+    pairs, _ = load_pairs(str(tmp_path), include_edits=True)
+    hashed = "h" + post_key("A different post.")
+    assert [p.post_id for p in pairs] == ["t3_post1", "t3_post1", hashed]
+    # the default folder load leaves the edit_* file out; naming the file reads it
+    assert [p.key for p in load_pairs(str(tmp_path))[0]] == ["batch:1"]
+    assert len(load_pairs(str(tmp_path / "edit_x.json"))[0]) == 2
+
+
+def test_no_post_text_in_two_splits_of_the_shipped_data(real_data):
+    tldr = real_data / "summarize_from_feedback_comparisons"
+    sources = {
+        "tldr with edits": load_pairs(str(real_data), include_edits=True)[0],
+        "cnndm": load_pairs(str(tldr / "batch0_cnndm.json"))[0],
+        "hh helpful-base": load_pairs(
+            str(real_data / "hh_rlhf_test" / "helpful-base" / "test.jsonl.gz"))[0],
+    }
+    for name, pairs in sources.items():
+        splits: dict[str, set] = {}
+        for p in pairs:
+            splits.setdefault(post_key(p.text), set()).add(split_of(p.post_id))
+        leaked = [k for k, s in splits.items() if len(s) > 1]
+        assert leaked == [], f"{name}: {len(leaked)} post texts in two splits"

@@ -53,11 +53,25 @@ def test_position_bias_is_removed_but_content_preference_kept():
 
 def test_record_fields():
     r = labeler().label(pair(key="abc"))
-    assert set(r) == {"key", "post_id", "p", "p_fwd", "p_swapped", "human", "confidence",
+    assert set(r) == {"key", "post_id", "pair_id", "p", "p_fwd", "p_swapped", "human",
+                      "confidence",
                       "len_first", "len_second", "rationales", "prompt_tokens",
                       "generated_tokens", "seconds", "cache_hit", "precision"}
     assert r["key"] == "abc" and r["generated_tokens"] == 0 and r["prompt_tokens"] > 0
     assert r["precision"] == ""  # the fake backend has no number format
+
+
+def test_shuffle_order_records_which_response_is_shown_first():
+    plain = labeler(PromptConfig("base")).label(pair(key="abc"))
+    shown = [labeler(PromptConfig("base", shuffle_order=7)).label(pair(key=f"k{i}"))
+             for i in range(40)]
+    assert "first_shown" not in plain
+    assert {r["first_shown"] for r in shown} == {"first", "second"}  # a coin per pair
+    again = [labeler(PromptConfig("base", shuffle_order=7)).label(pair(key=f"k{i}"))
+             for i in range(40)]
+    assert [r["first_shown"] for r in again] == [r["first_shown"] for r in shown]  # seeded
+    # p is still P(stored first better): the same as without shuffling
+    assert labeler(PromptConfig("base", shuffle_order=7)).label(pair(key="abc"))["p"] == plain["p"]
 
 
 def test_chain_of_thought_scores_after_the_rationale():

@@ -73,3 +73,96 @@ def test_table_shows_alignment_baseline_and_bias():
     assert text.splitlines()[0] == "title"
     assert "AI-labeler alignment" in text and "length-only baseline" in text
     assert "position bias" in text and "0.500" in text
+
+
+def keyed(i, p, human, l1, l2, post=None, conf=1):
+    r = rec(p, p, 1 - p, human, conf, l1, l2)
+    return {**r, "key": f"k:{i}", "post_id": post or f"t3_{i}"}
+
+
+def test_length_only_labeler_scores_exactly_half_length_balanced():
+    # humans: longer preferred in 3 pairs, shorter in 2; a labeler that always picks the longer
+    rows = [(20, 10, 1.0), (10, 30, 0.0), (25, 5, 1.0), (40, 10, 0.0), (10, 15, 1.0)]
+    records = [keyed(i, 0.9 if a > b else 0.1, h, a, b) for i, (a, b, h) in enumerate(rows)]
+    m = compute(records)
+    assert m["alignment_length_balanced"] == 0.5 == m["length_baseline_balanced"]
+    assert m["alignment"] == pytest.approx(3 / 5)  # raw alignment rewards it
+    # the humans' own choices: balanced alignment 1 (right on both sides)
+    perfect = [keyed(i, 0.9 if h else 0.1, h, a, b) for i, (a, b, h) in enumerate(rows)]
+    assert compute(perfect)["alignment_length_balanced"] == 1.0
+
+
+def test_duplicated_pair_is_one_pair_and_does_not_narrow_the_cluster_ci():
+    records = [keyed(i, 0.8 if i % 3 else 0.3, float(i % 2), 10 + i, 12) for i in range(30)]
+    m = compute(records)
+    dup = records + [{**records[4], "key": f"k:dup{j}"} for j in range(10)]
+    md = compute(dup)
+    assert (md["n"], md["n_pairs"], md["n_repeated_pairs"]) == (40, 30, 1)
+    assert md["alignment_pairs"] == m["alignment_pairs"] == pytest.approx(m["alignment"])
+    assert md["alignment_pairs_ci"] == m["alignment_pairs_ci"]
+    assert md["alignment_length_balanced_ci"] == m["alignment_length_balanced_ci"]
+    # the record-level CI does narrow: the reason for the cluster CI
+    assert md["alignment_ci"] != m["alignment_ci"]
+
+
+def test_soft_label_human_human_agreement_and_order_prior():
+    # one pair judged three times (first, first, second) and two single pairs
+    records = [keyed(0, 0.8, 1.0, 10, 20), {**keyed(0, 0.8, 1.0, 10, 20), "key": "k:0b"},
+               {**keyed(0, 0.8, 0.0, 10, 20), "key": "k:0c"}, keyed(1, 0.8, 1.0, 30, 20),
+               keyed(2, 0.2, 0.0, 10, 20)]
+    m = compute(records)
+    assert m["n_pairs"] == 3 and m["n_human_human_pairs"] == 1
+    assert m["human_human_agreement"] == pytest.approx(1 / 3)
+    # pair 0: soft label 2/3 for the first, the labeler says first: agreement 2/3
+    assert m["alignment_pairs"] == pytest.approx((2 / 3 + 1 + 1) / 3)
+    assert m["first_position_rate"] == pytest.approx(3 / 5)
+
+
+def test_presented_first_only_alignment_follows_first_shown():
+    a = {**keyed(0, 0.5, 1.0, 10, 20), "p_fwd": 0.9, "p_swapped": 0.9, "first_shown": "first"}
+    b = {**keyed(1, 0.5, 1.0, 10, 20), "p_fwd": 0.9, "p_swapped": 0.9, "first_shown": "second"}
+    m = compute([a, b])
+    # shown stored-first: P(first) = p_fwd = 0.9 -> agree; shown swapped: 1 - 0.9 -> disagree
+    assert m["alignment_presented_first_only"] == 0.5
+    assert m["shown_first_share"] == 0.5
+    assert "alignment_presented_first_only" not in compute([keyed(0, 0.7, 1.0, 10, 20)])
+
+
+def test_length_controlled_regression_separates_signal_from_length():
+    rng = np.random.default_rng(0)
+    length_only, informed = [], []
+    for i in range(400):
+        l1, l2 = (30, 10) if i % 2 else (10, 30)
+        human = float(rng.random() < (0.8 if l1 > l2 else 0.2))
+        length_only.append(keyed(i, 0.7 if l1 > l2 else 0.3, human, l1, l2))
+        right = rng.random() < 0.75  # a labeler that reads the human's choice 75% of the time
+        informed.append(keyed(i, 0.6 if (human == 1.0) == right else 0.4, human, l1, l2))
+    # a labeler that only follows length is collinear with the length term: no fit claimed
+    lc = compute(length_only)["length_controlled"]
+    assert not lc["converged"] and lc["reason"] == "collinear columns or too few rows"
+    lc = compute(informed)["length_controlled"]
+    assert lc["converged"] and lc["labeler_logit"]["z"] > 5 and lc["first_longer"]["z"] > 5
+    assert lc["labeler_logit"]["p"] < 1e-6
+
+
+def test_pair_identity_fallback_matches_texts_on_shipped_data(real_data):
+    from lab.data import load_pairs, pair_id
+    from lab.label import word_count
+    from lab.metrics import pair_key
+
+    pairs, _ = load_pairs(str(real_data))
+    exact = {}
+    for p in pairs:
+        proxy = pair_key({"post_id": p.post_id, "len_first": word_count(p.first),
+                          "len_second": word_count(p.second)})
+        exact.setdefault(pair_id(p), set()).add(proxy)
+    proxies = [next(iter(v)) for v in exact.values()]
+    assert all(len(v) == 1 for v in exact.values()) and len(set(proxies)) == len(exact) == 905
+
+
+def test_latex_escapes_special_characters():
+    from lab.report import latex_escape
+
+    assert latex_escape("a_b & 50% $x #1 {y} ~^\\ p<0.001") == (
+        r"a\_b \& 50\% \$x \#1 \{y\} \textasciitilde{}\textasciicircum{}\textbackslash{} "
+        r"p\textless{}0.001")

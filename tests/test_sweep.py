@@ -15,7 +15,7 @@ import yaml
 from lab.cache import LabelCache
 from lab.config import ConfigError, RunConfig
 from lab.experiment import Experiment, setting_slug
-from lab.report import write_tables
+from lab.report import HEADERS, write_tables
 from lab.run import read_records
 from lab.sweep import Sweep, complete_trials, open_study
 from tests.conftest import ROOT, tldr_row, write_rows
@@ -172,7 +172,8 @@ def test_table_matches_golden(exp_file, tmp_path):
     import pandas as pd
 
     md = "\n".join(
-        " | ".join(c if i != 6 else "S" for i, c in enumerate(line.split(" | ")))
+        " | ".join(c if i != HEADERS.index("s/pair") else "S"
+                   for i, c in enumerate(line.split(" | ")))
         if line.startswith("| ") and not line.startswith("| setting") else line
         for line in paths[0].read_text().splitlines()) + "\n"
     csv = pd.read_csv(paths[1]).drop(columns="seconds_per_pair").to_csv(index=False)
