@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 import random
-from importlib import resources
 import traceback
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -26,7 +26,6 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from lab.data import Pair
 from lab.errors import PromptError  # noqa: F401  (re-exported)
-
 
 
 def _packaged_prompts() -> Path:
