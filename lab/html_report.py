@@ -79,7 +79,7 @@ def cell(value) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(cell(v) for v in value) + "]"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={cell(v)}" for k, v in value.items())
+        return ", ".join(f"{k}={cell(v) if v is not None else 'none'}" for k, v in value.items())
     return str(value)
 
 
@@ -89,9 +89,16 @@ def table(caption: str, columns: list[str], rows: list[list]) -> dict:
             "rows": [[cell(v) for v in row] for row in rows]}
 
 
-def metrics_table(caption: str, metrics: dict) -> dict:
-    """Every key of a metrics dict, one per row (new metrics show up without code here)."""
-    return table(caption, ["metric", "value"], [[k, v] for k, v in metrics.items()])
+def metrics_table(caption: str, metrics: dict, split_after: int = 12) -> dict:
+    """Every key of a metrics dict (new metrics show up without code here); more than
+    ``split_after`` keys are laid out as two metric/value column pairs."""
+    items = [[k, v] for k, v in metrics.items()]
+    if len(items) <= split_after:
+        return table(caption, ["metric", "value"], items)
+    half = (len(items) + 1) // 2
+    left, right = items[:half], items[half:] + [[None, None]] * (2 * half - len(items))
+    return table(caption, ["metric", "value", "metric", "value"],
+                 [a + b for a, b in zip(left, right)])
 
 
 def records_table(caption: str, records: list[dict]) -> dict:
@@ -195,16 +202,27 @@ def browser(runs: list[Run], data: str | None) -> dict:
 def run_page(folder: Path, data: str | None) -> dict:
     metrics = json.loads((folder / "metrics.json").read_text())
     config = json.loads((folder / "config.json").read_text())
-    plots = [reliability_plot(folder)]
     return {
-        "title": f"{config['backend']['model']}: labels of {folder.name}",
-        "sections": [{"heading": "Summary", "tables": [
-            metrics_table(f"metrics.json of {folder}", metrics),
-            table("config.json", ["section", "settings"],
-                  [[k, v] for k, v in config.items()]),
-        ], "images": plots, "notes": []}],
+        "title": f"labeling run {folder.name}",
+        "sections": [
+            {"heading": "Summary", "tables": [metrics_table(f"{folder}/metrics.json", metrics)],
+             "images": [reliability_plot(folder)], "notes": []},
+            {"heading": "Config", "collapsed": True,
+             "tables": [table(f"{folder}/config.json", ["section", "settings"],
+                              [[k, v] for k, v in config.items()])],
+             "images": [], "notes": []}],
+        "subtitle": run_line(config),
         "browser": browser([Run(folder.name, folder)], data),
     }
+
+
+def run_line(config: dict) -> str:
+    """One line naming a run's labeler, prompt and data slice."""
+    p, d, dec = config["prompt"], config["data"], config["decode"]
+    return (f"{config['backend']['model']} ({config['backend']['backend']}) · preamble "
+            f"{p['preamble']}, {p['shots']} shots, CoT {'on' if p['cot'] else 'off'}, "
+            f"{dec['samples']} sample(s) · {d['confidence']}-confidence {d['split']} split, "
+            f"n={d['n']}, seed {d['seed']}")
 
 
 def reliability_plot(folder: Path) -> dict:
