@@ -59,6 +59,9 @@ def kind_of(folder: Path) -> str:
         return "run"
     if (folder / "label" / "labels.jsonl").is_file():
         return "rlaif"
+    if (folder / "experiment.json").is_file():
+        raise RunError(f"{folder}: experiment.json but no study.db (the sweep's trials are not "
+                       "here); run `rlaif sweep` on its experiment file first")
     raise RunError(
         f"{folder}: not a run folder (config.json, labels.jsonl, metrics.json), a sweep "
         "(experiment.json, study.db) or an RLAIF run folder (label/); pass one of those"
@@ -112,6 +115,12 @@ def records_table(caption: str, records: list[dict]) -> dict:
 def frame_table(caption: str, df) -> dict:
     """A pandas DataFrame (e.g. :func:`lab.report.build_table`) with all its columns."""
     rows = [[None if _missing(v) else v for v in row] for row in df.itertuples(index=False)]
+    for j in range(len(df.columns)):  # a count column with a blank is float in pandas
+        values = [row[j] for row in rows if row[j] is not None]
+        if values and all(isinstance(v, float | np.floating) and float(v).is_integer()
+                          and abs(v) >= 2 for v in values):
+            for row in rows:
+                row[j] = None if row[j] is None else int(row[j])
     return table(caption, [str(c) for c in df.columns], rows)
 
 
@@ -303,7 +312,9 @@ def rlaif_page(folder: Path, data: str | None) -> dict:
     else:
         rl["notes"].append(f"no win rate in {a2c}: `rlaif rl train` then `rlaif winrate`")
     sections.append(rl)
+    config = json.loads((label / "config.json").read_text())
     return {"title": f"RLAIF run {folder.name}", "sections": sections,
+            "subtitle": "labeler: " + run_line(config),
             "browser": browser([Run("labeler", label)], data)}
 
 
