@@ -187,3 +187,23 @@ def test_build_report_on_committed_sweep_without_data_names_the_fix(tmp_path, mo
     with pytest.raises(DataError, match="pass --data PATH"):
         build_report(ROOT / "results" / "label_smollm2-135m")
     assert not os.path.exists(ROOT / "results" / "label_smollm2-135m" / ".report.html.tmp")
+
+
+def test_rlaif_folder_report_shows_what_was_run(run_dir, tmp_path):
+    import shutil
+
+    rl = tmp_path / "rl"
+    shutil.copytree(run_dir, rl / "label")
+    html = build_report(rl).read_text()
+    assert "no rm_eval.json in" in html and f"run `rlaif rm eval {rl}`" in html
+    assert f"no win rate in {rl / 'a2c'}" in html
+    (rl / "rm_eval.json").write_text(json.dumps({"test_split": "test", "rows": [
+        {"name": "reward model on AI labels", "n": 7, "accuracy": 0.25, "ci": [0.1, 0.4]}]}))
+    (rl / "a2c").mkdir()
+    (rl / "a2c" / "winrate.json").write_text(json.dumps({
+        "judge": "fake", "overall": {"n": 4, "win_rate": 0.75, "ci": [0.5, 1.0]}}))
+    html = build_report(rl).read_text()
+    assert "no rm_eval.json" not in html and "no win rate" not in html
+    assert ("<tr><td>reward model on AI labels</td><td>7</td><td>0.250</td>"
+            "<td>[0.100, 0.400]</td></tr>") in html
+    assert "<tr><td>overall</td><td>4</td><td>0.750</td><td>[0.500, 1.000]</td></tr>" in html
