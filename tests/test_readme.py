@@ -6,6 +6,8 @@ example runs as it stands."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import re
 import shlex
@@ -68,9 +70,11 @@ def test_every_rlaif_command_in_a_bash_block_parses():
             if "..." in words:  # an elided command line, e.g. `--backend vllm ...`
                 continue
             try:
-                parser.parse_args(words)
-            except SystemExit:
-                pytest.fail(f"{doc.name}: `rlaif {' '.join(words)}` does not parse")
+                with contextlib.redirect_stdout(io.StringIO()):
+                    parser.parse_args(words)
+            except SystemExit as stop:  # --version and --help exit 0 after printing
+                if stop.code != 0:
+                    pytest.fail(f"{doc.name}: `rlaif {' '.join(words)}` does not parse")
             checked += 1
     assert checked >= 15  # the README's set-up lines and the docs' examples (17 today)
 
