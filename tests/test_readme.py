@@ -57,6 +57,12 @@ def rlaif_command_lines(text: str) -> list[list[str]]:
     return out
 
 
+def inline_rlaif_commands(text: str) -> list[list[str]]:
+    """Inline `rlaif ... --flag ...` code spans (full command lines, e.g. in tables)."""
+    spans = re.findall(r"`(?:\.venv/bin/)?rlaif ([^`]+)`", text)
+    return [shlex.split(s) for s in spans if "--" in s]
+
+
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return action.choices
@@ -66,7 +72,8 @@ def test_every_rlaif_command_in_a_bash_block_parses():
     parser = build_parser()
     checked = 0
     for doc in DOCS:
-        for words in rlaif_command_lines(doc.read_text()):
+        text = doc.read_text()
+        for words in rlaif_command_lines(text) + inline_rlaif_commands(text):
             if "..." in words:  # an elided command line, e.g. `--backend vllm ...`
                 continue
             try:
@@ -76,7 +83,7 @@ def test_every_rlaif_command_in_a_bash_block_parses():
                 if stop.code != 0:
                     pytest.fail(f"{doc.name}: `rlaif {' '.join(words)}` does not parse")
             checked += 1
-    assert checked >= 15  # the README's set-up lines and the docs' examples (17 today)
+    assert checked >= 20  # the README's set-up lines and the docs' examples (26 today)
 
 
 def test_every_rlaif_subcommand_named_exists():
