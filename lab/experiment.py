@@ -133,4 +133,5 @@ class Experiment:
 
 def setting_slug(setting: dict) -> str:
     """A folder name for a setting, e.g. ``preamble=base,cot=False,shots=0``."""
-    return ",".join(f"{k}={v}" for k, v in setting.items()) or "default"
+    # a preamble named by its path (results/NAME/opt.jinja) stays one folder
+    return ",".join(f"{k}={v}" for k, v in setting.items()).replace("/", "_") or "default"

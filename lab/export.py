@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from lab.prompts import PROMPTS_DIR
+from lab.prompts import PROMPTS_DIR, preamble_file
 from lab.run import write_json_atomic
 from lab.sweep import Sweep, best_trial, load_results
 
@@ -23,9 +23,12 @@ from lab.sweep import Sweep, best_trial, load_results
 def template_hashes(config) -> dict[str, str]:
     """sha256 (first 16 hex digits) of every template file the config renders."""
     ending = "cot" if config.prompt.cot else "direct"
-    names = ["labeler.jinja", "sample.jinja", "exemplar.jinja", f"ending/{ending}.jinja",
-             f"preamble/{config.prompt.preamble}.jinja"]
-    return {n: hashlib.sha256((PROMPTS_DIR / n).read_bytes()).hexdigest()[:16] for n in names}
+    names = ["labeler.jinja", "sample.jinja", "exemplar.jinja", f"ending/{ending}.jinja"]
+    files = {n: PROMPTS_DIR / n for n in names}
+    preamble = preamble_file(config.prompt.preamble)
+    files[f"preamble/{config.prompt.preamble}.jinja" if preamble.is_relative_to(PROMPTS_DIR)
+          else config.prompt.preamble] = preamble
+    return {n: hashlib.sha256(f.read_bytes()).hexdigest()[:16] for n, f in files.items()}
 
 
 def export_best(folder: str | Path, progress: bool = True) -> Path:

@@ -8,9 +8,10 @@ Here the DSPy program is the lab's own labeler: its one predictor's *instruction
 preamble (the ``_candidate`` preamble template renders it), and the program does not generate
 text; it scores the pair with the lab's log-prob labeling in both orders (through the label
 cache). The metric is agreement with the human label. Candidates are scored on a training
-slice of the exemplar-pool posts; the winner is written to ``prompts/preamble/opt_NAME.jinja``
+slice of the exemplar-pool posts; the winner is written to ``results/NAME/opt_NAME.jinja``
 (header naming the run) and scored on the dev and the test split beside the starting preamble,
-with CIs and a paired bootstrap. The new template can be swept like any other preamble.
+with CIs and a paired bootstrap. A sweep names it by that path (``preamble:
+[detailed, results/NAME/opt_NAME.jinja]``); it is not offered as a preamble of its own.
 
 The proposer is a packaged local model through a custom DSPy engine (no network), any
 OpenAI-compatible endpoint, or a deterministic fake (tests). DSPy's disk cache lives in the
@@ -31,7 +32,7 @@ import yaml
 from lab.backends.dspy_engine import ProposerConfig, proposer_lm
 from lab.config import ConfigError, RunConfig, build
 from lab.data import DataConfig
-from lab.prompts import PROMPTS_DIR, render_template
+from lab.prompts import render_template
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,8 @@ def template_text(exp: OptimizeExperiment, text: str, train: float, out: Path) -
     return header + text.strip() + "\n"
 
 
-def write_template(name: str, content: str) -> Path:
-    """Write ``prompts/preamble/NAME.jinja`` atomically."""
-    path = PROMPTS_DIR / "preamble" / f"{name}.jinja"
+def write_template(path: Path, content: str) -> Path:
+    """Write the optimised preamble (``results/NAME/opt_NAME.jinja``) atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(content)
     tmp.replace(path)
@@ -185,12 +185,12 @@ def optimize(exp: OptimizeExperiment, root: str | Path = "results", progress: bo
         key=lambda c: -c["train_alignment"])
     train_score = next(c["train_alignment"] for c in candidates if c["text"] == best_text)
     name = f"opt_{exp.name}"
-    path = write_template(name, template_text(exp, best_text, train_score, out))
-    record = {"experiment": exp.name, "template": str(path.relative_to(PROMPTS_DIR.parent)),
+    path = write_template(out / f"{name}.jinja", template_text(exp, best_text, train_score, out))
+    record = {"experiment": exp.name, "template": str(path),
               "preamble": best_text, "train": {"split": "pool", "n": len(pairs),
                                                "alignment": train_score},
               "candidates": candidates, "proposer_calls": _calls(copro),
-              "evaluation": evaluate_against_start(exp, name, out, backend, cache, progress)}
+              "evaluation": evaluate_against_start(exp, path, out, backend, cache, progress)}
     write_json_atomic(out / "optimize.json", record)
     write_json_atomic(out / "experiment.json", dataclasses.asdict(exp))
     (out / "optimize.md").write_text(to_markdown(record, exp))
@@ -202,17 +202,18 @@ def _calls(copro) -> int | None:
     return getattr(engine, "calls", None)
 
 
-def evaluate_against_start(exp: OptimizeExperiment, name: str, out: Path, backend, cache,
+def evaluate_against_start(exp: OptimizeExperiment, template: Path, out: Path, backend, cache,
                            progress: bool) -> list[dict]:
     """Alignment of the starting and the optimised preamble on dev and test, paired."""
     from lab.report import agreement_by_key, paired_bootstrap
     from lab.run import run_label
 
     rows = []
+    name = template.stem
     for split in ("dev", "test"):
         dirs = {}
-        for preamble in (exp.start_preamble, name):
-            config = exp.labeler_config(split, exp.n_eval, preamble)
+        for preamble, given in ((exp.start_preamble, exp.start_preamble), (name, str(template))):
+            config = exp.labeler_config(split, exp.n_eval, given)
             dirs[preamble] = out / "eval" / f"{split}-{preamble}"
             m = run_label(config, dirs[preamble], backend=backend, cache=cache,
                           progress=progress)

@@ -18,6 +18,7 @@ import os
 import random
 import traceback
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -26,9 +27,18 @@ from jinja2.sandbox import SandboxedEnvironment
 from lab.data import Pair
 from lab.errors import PromptError  # noqa: F401  (re-exported)
 
-PROMPTS_DIR = Path(
-    os.environ.get("RLAIF_PROMPTS_DIR", Path(__file__).resolve().parent.parent / "prompts")
-)
+
+def _packaged_prompts() -> Path:
+    """The templates' folder: ``lab.prompts_data`` (the repository's ``prompts/``, shipped with
+    the package), or ``prompts/`` beside the source tree where the lab is not installed."""
+    try:
+        # joinpath gives a real path (also for the namespace package an install makes)
+        return Path(str(resources.files("lab.prompts_data").joinpath("labeler.jinja"))).parent
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "prompts"
+
+
+PROMPTS_DIR = Path(os.environ.get("RLAIF_PROMPTS_DIR") or _packaged_prompts())
 
 
 
@@ -38,7 +48,8 @@ class PromptConfig:
     """How the labeler prompt is assembled."""
 
     preamble: str = "detailed"
-    """Template under ``prompts/preamble/`` (``base``, ``detailed`` or any other file)."""
+    """Template under ``prompts/preamble/`` (``base``, ``detailed``, ...), or the path of a
+    ``.jinja`` file elsewhere (an optimised preamble: ``results/NAME/opt_NAME.jinja``)."""
     shots: int = 0
     """Number of few-shot exemplars drawn from the exemplar pool."""
     cot: bool = False
@@ -119,6 +130,32 @@ def _template_in_traceback(err: Exception) -> str | None:
     return None
 
 
+def is_preamble_path(name: str) -> bool:
+    """A preamble named by a file path (``results/NAME/opt_NAME.jinja``) rather than by name."""
+    return name.endswith(".jinja") or "/" in name or os.sep in name
+
+
+def preamble_file(name: str) -> Path:
+    """The file of a preamble: ``prompts/preamble/NAME.jinja``, or the path itself (relative to
+    the working folder), e.g. an optimised preamble ``results/optimize_preamble/opt.jinja``."""
+    return Path(name) if is_preamble_path(name) else PROMPTS_DIR / "preamble" / f"{name}.jinja"
+
+
+def _preamble_template(name: str):
+    """What labeler.jinja includes: a template name, or a file outside ``prompts/`` compiled by
+    the lab's one environment."""
+    if not is_preamble_path(name):
+        return f"preamble/{name}.jinja"
+    path = Path(name)
+    if not path.is_file():
+        raise PromptError(f"preamble {name}: no such file; name a template in "
+                          f"{PROMPTS_DIR / 'preamble'} or an existing .jinja file")
+    try:
+        return environment().from_string(path.read_text(encoding="utf-8"))
+    except jinja2.TemplateSyntaxError as err:
+        raise PromptError(f"preamble {path} line {err.lineno}: {err.message}") from None
+
+
 def preambles() -> list[str]:
     """Names of the preamble templates in ``prompts/preamble/``."""
     return sorted(p.stem for p in (PROMPTS_DIR / "preamble").glob("*.jinja")
@@ -171,7 +208,7 @@ def render(
     sample = {"text": text, "summary_1": summary_1, "summary_2": summary_2}
     user = render_template(
         "labeler.jinja",
-        preamble=config.preamble,
+        preamble=_preamble_template(config.preamble),
         exemplars=exemplars,
         cot=config.cot,
         sample=sample,

@@ -26,7 +26,8 @@ def test_optimizer_finds_the_keyword_the_fake_labeler_rewards(tmp_path):
     r = rlaif("optimize", str(exp), "--results", str(tmp_path / "results"), "--no-progress",
               env={"RLAIF_PROMPTS_DIR": str(copy_prompts(prompts))})
     assert r.returncode == 0, r.stderr
-    template = (prompts / "preamble" / "opt_kw.jinja").read_text()
+    assert not (prompts / "preamble" / "opt_kw.jinja").exists()  # not offered to every sweep
+    template = (tmp_path / "results" / "kw" / "opt_kw.jinja").read_text()
     assert template.startswith("{#- Optimised by `rlaif optimize` (experiment 'kw'")
     assert "Focus on faithfulness." in template
     record = json.loads((tmp_path / "results" / "kw" / "optimize.json").read_text())

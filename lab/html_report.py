@@ -1,0 +1,364 @@
+"""Stage 7d: one self-contained HTML page of a run, a sweep or an RLAIF run folder.
+
+``rlaif report PATH`` writes ``PATH/report.html``: the summary tables and plots, and a browser
+of the pairs (the post, both responses, ``p_fwd`` / ``p_swapped`` / ``p``, rationales, the
+human label and confidence) with filters and sorting; for a sweep, every setting's labels of a
+pair side by side. The page needs no network: style, script and images are inline (PNG plots as
+``data:`` URIs) and the pair data is embedded as JSON (``<``, ``>`` and ``&`` escaped, so a post
+containing ``</script>`` cannot end the script element).
+
+Three kinds of folder, recognised by their files:
+  * a run folder (``rlaif label``): ``config.json``, ``labels.jsonl``, ``metrics.json``;
+  * a sweep's results folder (``rlaif sweep``): ``experiment.json``, ``study.db``, trials;
+  * an RLAIF run folder (``rlaif rm label`` and after): ``label/`` (a run folder), and as far as
+    they were run ``rm_eval.json``, ``rm_curve.png``, ``a2c/`` (curves, ``winrate.json``).
+
+Labels do not store the posts: they are read from the data the run names (its config's data
+path, or ``--data``), so the report says so in one line when that data is not there.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import tempfile
+import types
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+import lab
+from lab import data as data_mod
+from lab.data import HIGH_CONFIDENCE
+from lab.errors import DataError, RunError
+from lab.metrics import agreement
+from lab.run import read_records
+
+REPORT = "report.html"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One labeling run shown in the pair browser."""
+
+    name: str
+    """The setting's label (``model=smollm2-135m``) or the run folder's name."""
+    folder: Path
+    """The run folder (``config.json``, ``labels.jsonl``)."""
+
+
+def kind_of(folder: Path) -> str:
+    """``run``, ``sweep`` or ``rlaif``; a RunError naming what is missing otherwise."""
+    if (folder / "experiment.json").is_file() and (folder / "study.db").is_file():
+        return "sweep"
+    if all((folder / f).is_file() for f in ("config.json", "labels.jsonl", "metrics.json")):
+        return "run"
+    if (folder / "label" / "labels.jsonl").is_file():
+        return "rlaif"
+    if (folder / "experiment.json").is_file():
+        raise RunError(f"{folder}: experiment.json but no study.db (the sweep's trials are not "
+                       "here); run `rlaif sweep` on its experiment file first")
+    raise RunError(
+        f"{folder}: not a run folder (config.json, labels.jsonl, metrics.json), a sweep "
+        "(experiment.json, study.db) or an RLAIF run folder (label/); pass one of those"
+    )
+
+
+# --- cells and tables --------------------------------------------------------------------
+
+
+def cell(value) -> str:
+    """A table cell: floats to 3 decimals, pairs of floats as [lo, hi], NaN and None empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float | np.floating):
+        return f"{value:.3f}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(cell(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={cell(v) if v is not None else 'none'}" for k, v in value.items())
+    return str(value)
+
+
+def table(caption: str, columns: list[str], rows: list[list]) -> dict:
+    """A table for the page: every cell formatted by :func:`cell`."""
+    return {"caption": caption, "columns": columns,
+            "rows": [[cell(v) for v in row] for row in rows]}
+
+
+def metrics_table(caption: str, metrics: dict, split_after: int = 12) -> dict:
+    """Every key of a metrics dict (new metrics show up without code here); more than
+    ``split_after`` keys are laid out as two metric/value column pairs."""
+    items = [[k, v] for k, v in metrics.items()]
+    if len(items) <= split_after:
+        return table(caption, ["metric", "value"], items)
+    half = (len(items) + 1) // 2
+    left, right = items[:half], items[half:] + [[None, None]] * (2 * half - len(items))
+    return table(caption, ["metric", "value", "metric", "value"],
+                 [a + b for a, b in zip(left, right)])
+
+
+def records_table(caption: str, records: list[dict]) -> dict:
+    """Rows of dicts as a table whose columns are every key, in first-seen order."""
+    columns: list[str] = []
+    for r in records:
+        columns += [k for k in r if k not in columns]
+    return table(caption, columns, [[r.get(c) for c in columns] for r in records])
+
+
+def frame_table(caption: str, df) -> dict:
+    """A pandas DataFrame (e.g. :func:`lab.report.build_table`) with all its columns."""
+    rows = [[None if _missing(v) else v for v in row] for row in df.itertuples(index=False)]
+    for j in range(len(df.columns)):  # a count column with a blank is float in pandas
+        values = [row[j] for row in rows if row[j] is not None]
+        if values and all(isinstance(v, float | np.floating) and float(v).is_integer()
+                          and abs(v) >= 2 for v in values):
+            for row in rows:
+                row[j] = None if row[j] is None else int(row[j])
+    return table(caption, [str(c) for c in df.columns], rows)
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float | np.floating) and math.isnan(v))
+
+
+def image(caption: str, path: Path) -> dict:
+    """A PNG as a data: URI."""
+    return {"caption": caption,
+            "uri": "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()}
+
+
+# --- pairs -------------------------------------------------------------------------------
+
+
+def load_texts(runs: list[Run], data: str | None) -> dict[str, data_mod.Pair]:
+    """The posts and responses of the runs' pairs, by key, from the data each run names."""
+    sources = []
+    for run in runs:
+        config = json.loads((run.folder / "config.json").read_text())
+        source = data_mod.resolve_data_path(data or config["data"]["path"])
+        if source not in sources:
+            sources.append(source)
+    pairs: dict[str, data_mod.Pair] = {}
+    for source in sources:
+        try:
+            loaded, _ = data_mod.load_pairs(source, skip_bad_rows=True)
+        except DataError as err:
+            raise DataError(f"{err} (the report reads the posts from the data the run "
+                            "labeled; pass --data PATH)") from None
+        pairs.update((p.key, p) for p in loaded)
+    return pairs
+
+
+def human_length_choice(record: dict) -> str:
+    """Whether the human chose the ``longer`` or ``shorter`` response (``equal`` lengths)."""
+    diff = record["len_first"] - record["len_second"]
+    if diff == 0:
+        return "equal"
+    first_longer = diff > 0
+    return "longer" if (record["human"] > 0.5) == first_longer else "shorter"
+
+
+def label_view(record: dict) -> dict:
+    """What the page shows of one setting's label of a pair."""
+    p, p_fwd, p_sw = record["p"], record["p_fwd"], record["p_swapped"]
+    same_position = (p_fwd > 0.5 and p_sw > 0.5) or (p_fwd < 0.5 and p_sw < 0.5)
+    return {
+        "p": p, "p_fwd": p_fwd, "p_swapped": p_sw,
+        "agree": float(agreement(np.array([p]), np.array([record["human"]]))[0]),
+        "flip": bool(same_position),
+        "rationales": record.get("rationales") or {},
+        "seconds": record.get("seconds"),
+        "cache_hit": record.get("cache_hit"),
+    }
+
+
+def browser(runs: list[Run], data: str | None) -> dict:
+    """The pair browser's data: one entry per pair, with every run's label of it (or null)."""
+    per_run = [{r["key"]: r for r in read_records(run.folder / "labels.jsonl")} for run in runs]
+    keys = list(dict.fromkeys(k for labels in per_run for k in labels))  # first-seen order
+    texts = load_texts(runs, data)
+    missing = [k for k in keys if k not in texts]
+    if missing:
+        raise DataError(f"{len(missing)} labeled pairs (first: {missing[0]}) are not in the "
+                        "data the run names; pass --data PATH with the data that was labeled")
+    pairs = []
+    for key in keys:
+        first = next(labels[key] for labels in per_run if key in labels)
+        t = texts[key]
+        pairs.append({
+            "key": key, "post_id": t.post_id, "title": t.title, "subreddit": t.subreddit,
+            "text": t.text, "first": t.first, "second": t.second,
+            "human": first["human"], "confidence": first["confidence"],
+            "high_confidence": first["confidence"] in HIGH_CONFIDENCE,
+            "len_first": first["len_first"], "len_second": first["len_second"],
+            "human_chose": human_length_choice(first),
+            "labels": [label_view(labels[key]) if key in labels else None
+                       for labels in per_run],
+        })
+    return {"settings": [run.name for run in runs], "pairs": pairs}
+
+
+# --- the three kinds -----------------------------------------------------------------------
+
+
+def run_page(folder: Path, data: str | None) -> dict:
+    metrics = json.loads((folder / "metrics.json").read_text())
+    config = json.loads((folder / "config.json").read_text())
+    return {
+        "title": f"labeling run {folder.name}",
+        "sections": [
+            {"heading": "Summary", "tables": [metrics_table(f"{folder}/metrics.json", metrics)],
+             "images": [reliability_plot(folder)], "notes": []},
+            {"heading": "Config", "collapsed": True,
+             "tables": [table(f"{folder}/config.json", ["section", "settings"],
+                              [[k, v] for k, v in config.items()])],
+             "images": [], "notes": []}],
+        "subtitle": run_line(config),
+        "browser": browser([Run(folder.name, folder)], data),
+    }
+
+
+def run_line(config: dict) -> str:
+    """One line naming a run's labeler, prompt and data slice."""
+    p, d, dec = config["prompt"], config["data"], config["decode"]
+    return (f"{config['backend']['model']} ({config['backend']['backend']}) · preamble "
+            f"{p['preamble']}, {p['shots']} shots, CoT {'on' if p['cot'] else 'off'}, "
+            f"{dec['samples']} sample(s) · {d['confidence']}-confidence {d['split']} split, "
+            f"n={d['n']}, seed {d['seed']}")
+
+
+def reliability_plot(folder: Path) -> dict:
+    """The run's reliability diagram, drawn by :func:`lab.plots.plot_reliability`."""
+    from lab.plots import plot_reliability
+
+    trial = types.SimpleNamespace(user_attrs={"run_dir": str(folder)})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "reliability.png"
+        plot_reliability(trial, f"{folder.name}: reliability of the soft labels", path)
+        return image("reliability diagram", path)
+
+
+def sweep_page(folder: Path, data: str | None) -> dict:
+    from lab.report import build_table
+    from lab.sweep import load_results, ordered_trials
+
+    exp, study = load_results(folder)
+    trials = ordered_trials(exp, study)
+    if not trials:
+        raise RunError(f"{folder}: the study has no complete trial; run `rlaif sweep` first")
+    images = [image(p.stem.replace("_", " "), p) for p in sorted(folder.glob("*.png"))]
+    notes = [] if images else [f"no plots in {folder} yet: `rlaif plot {folder}` draws them"]
+    runs = []
+    for t in trials:
+        run_dir = Path(t.user_attrs["run_dir"])
+        if not run_dir.is_dir():  # a folder moved since: the trial folder beside study.db
+            run_dir = folder / "trials" / run_dir.name
+        runs.append(Run(", ".join(f"{a}={t.params[a]}" for a in exp.axes) or "default",
+                        run_dir))
+    return {
+        "title": f"sweep {exp.name}",
+        "sections": [{"heading": "Summary", "tables": [
+            frame_table(f"{exp.name}: one row per setting ({exp.dev_split} split; "
+                        "base = first row)", build_table(folder))],
+            "images": images, "notes": notes}],
+        "browser": browser(runs, data),
+    }
+
+
+def rlaif_page(folder: Path, data: str | None) -> dict:
+    label = folder / "label"
+    sections = [{"heading": "AI labels of the training split (rlaif rm label)",
+                 "tables": [metrics_table(f"{label}/metrics.json",
+                                          json.loads((label / "metrics.json").read_text()))],
+                 "images": [], "notes": []}]
+    rm = {"heading": "Reward models (rlaif rm train, rlaif rm eval)", "tables": [],
+          "images": [], "notes": []}
+    if (folder / "rm_eval.json").is_file():
+        result = json.loads((folder / "rm_eval.json").read_text())
+        rm["tables"].append(records_table(
+            f"accuracy on held-out human labels ({result.get('test_split', '')} split)",
+            result.get("rows", [])))
+        rest = {k: v for k, v in result.items() if k not in ("rows", "test_split")
+                and not isinstance(v, list | dict)}
+        if rest:
+            rm["tables"].append(metrics_table("rm_eval.json", rest))
+    else:
+        rm["notes"].append(f"no rm_eval.json in {folder}: run `rlaif rm eval {folder}`")
+    if (folder / "rm_curve.png").is_file():
+        rm["images"].append(image("learning curve", folder / "rm_curve.png"))
+    sections.append(rm)
+    a2c = folder / "a2c"
+    rl = {"heading": "A2C policy and win rate (rlaif rl train, rlaif winrate)", "tables": [],
+          "images": [], "notes": []}
+    if (a2c / "curves.png").is_file():
+        rl["images"].append(image("A2C curves", a2c / "curves.png"))
+    if (a2c / "winrate.json").is_file():
+        w = json.loads((a2c / "winrate.json").read_text())
+        parts = {k: v for k, v in w.items() if isinstance(v, dict) and "win_rate" in v}
+        rl["tables"].append(records_table("win rate of the trained policy over the start",
+                                          [{"posts": k, **v} for k, v in parts.items()]))
+        rl["tables"].append(metrics_table("winrate.json", {
+            k: v for k, v in w.items() if k not in parts}))
+        summaries = read_records(a2c / "summaries.jsonl")
+        if summaries:
+            rl["tables"].append(records_table("summaries of the held-out posts", summaries))
+    else:
+        rl["notes"].append(f"no win rate in {a2c}: `rlaif rl train` then `rlaif winrate`")
+    sections.append(rl)
+    config = json.loads((label / "config.json").read_text())
+    return {"title": f"RLAIF run {folder.name}", "sections": sections,
+            "subtitle": "labeler: " + run_line(config),
+            "browser": browser([Run("labeler", label)], data)}
+
+
+# --- the page ------------------------------------------------------------------------------
+
+
+def embed_json(obj) -> str:
+    """JSON safe inside a <script> element: no '<', '>' or '&' survives unescaped."""
+    text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return text
+
+
+def _page_file(name: str) -> str:
+    return resources.files("lab.report_page").joinpath(name).read_text(encoding="utf-8")
+
+
+def render(page: dict) -> str:
+    """The HTML of a page dict (title, sections, browser)."""
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = env.from_string(_page_file("report.html.jinja"))
+    return template.render(
+        page=page, version=lab.__version__, style=_page_file("report.css"),
+        script=_page_file("report.js"), data=embed_json(page["browser"]),
+    )
+
+
+def build_report(folder: str | Path, data: str | None = None) -> Path:
+    """Write ``FOLDER/report.html`` for a run, sweep or RLAIF folder; returns its path.
+
+    Args:
+        folder: the folder ``rlaif label``, ``rlaif sweep`` or ``rlaif rm label`` wrote.
+        data: where the labeled pairs' posts are, if not where the run's config says.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RunError(f"{folder}: no such folder; pass a run, sweep or RLAIF run folder")
+    kind = kind_of(folder)
+    page = {"run": run_page, "sweep": sweep_page, "rlaif": rlaif_page}[kind](folder, data)
+    page["kind"] = kind
+    path = folder / REPORT
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render(page), encoding="utf-8")
+    tmp.replace(path)
+    return path
