@@ -254,7 +254,9 @@ def sweep_page(folder: Path, data: str | None) -> dict:
     if not trials:
         raise RunError(f"{folder}: the study has no complete trial; run `rlaif sweep` first")
     images = [image(p.stem.replace("_", " "), p) for p in sorted(folder.glob("*.png"))]
+    table, table_notes = build_table(folder)
     notes = [] if images else [f"no plots in {folder} yet: `rlaif plot {folder}` draws them"]
+    notes += table_notes
     runs = []
     for t in trials:
         run_dir = Path(t.user_attrs["run_dir"])
@@ -266,7 +268,7 @@ def sweep_page(folder: Path, data: str | None) -> dict:
         "title": f"sweep {exp.name}",
         "sections": [{"heading": "Summary", "tables": [
             frame_table(f"{exp.name}: one row per setting ({exp.dev_split} split; "
-                        "base = first row)", build_table(folder))],
+                        "base = first row)", table)],
             "images": images, "notes": notes}],
         "browser": browser(runs, data),
     }
