@@ -176,15 +176,17 @@ def cmd_rm(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}/pairs.jsonl, trl_preferences.jsonl and label/")
         return 0
     if args.action == "train":
-        from lab.reward_model import FeatureCache, RMConfig, train_reward_model
+        from lab.reward_model import LIMITS, FeatureCache, RMConfig, train_reward_model
         from lab.rm_labels import read_pairs
+        from lab.typed import build
 
         rows = read_pairs(args.folder)
         cache = FeatureCache(Path(args.folder) / "features.pt")
         for labels in args.labels:
-            config = RMConfig(backbone=args.backbone, kind=args.kind, labels=labels,
-                              train_layers=args.train_layers, epochs=args.epochs,
-                              max_tokens=args.max_tokens, seed=args.seed)
+            config = build(RMConfig, dict(backbone=args.backbone, kind=args.kind, labels=labels,
+                                          train_layers=args.train_layers, epochs=args.epochs,
+                                          max_tokens=args.max_tokens, seed=args.seed),
+                           "command line", LIMITS)
             out = Path(args.folder) / f"rm_{labels}"
             m = train_reward_model(rows, config, out, cache, progress=not args.no_progress)
             print(f"rm_{labels}: {m['n_train']} training pairs, best epoch {m['best_epoch']} "
@@ -204,7 +206,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
 def cmd_rl(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from lab.a2c import A2CConfig, train
+    from lab.a2c import LIMITS, A2CConfig, train
+    from lab.typed import build
 
     fields = {f.name for f in dataclasses.fields(A2CConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
@@ -213,7 +216,7 @@ def cmd_rl(args: argparse.Namespace) -> int:
         labeled = Path(args.rm).parent / "label" / "config.json"
         if "data" not in given and labeled.is_file():  # the data the reward model came from
             given["data"] = json.loads(labeled.read_text())["data"]["path"]
-    config = A2CConfig(**given)
+    config = build(A2CConfig, given, "command line", LIMITS)
     try:
         log = train(config, args.out, progress=not args.no_progress)
     except KeyboardInterrupt:
