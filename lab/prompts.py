@@ -105,6 +105,18 @@ def render_template(name: str, **variables) -> str:
     except jinja2.TemplateSyntaxError as err:
         where = err.name or name
         raise PromptError(f"template '{where}' line {err.lineno}: {err.message}") from None
+    except jinja2.TemplateError as err:  # e.g. SecurityError: the sandbox refused something
+        where = _template_in_traceback(err) or name
+        raise PromptError(
+            f"template '{where}': {type(err).__name__}: {str(err).rstrip('.')}; fix the template"
+        ) from None
+    except (ArithmeticError, LookupError, TypeError, ValueError) as err:
+        where = _template_in_traceback(err)
+        if where is None:  # raised outside any template: a bug, keep the traceback
+            raise
+        raise PromptError(
+            f"template '{where}': {type(err).__name__}: {str(err).rstrip('.')}; fix the template"
+        ) from None
 
 
 def _template_in_traceback(err: Exception) -> str | None:

@@ -89,6 +89,10 @@ class Backend(Protocol):
         """Model name plus a hash of its weights file (for configs and caches)."""
         ...
 
+    # Optional (the labeler refuses prompts longer than the context where a backend has both):
+    # ``max_context`` (int | None), the longest prompt in tokens, and
+    # ``count_tokens(prompt) -> int``, the tokens of a prompt as ``score`` reads it.
+
 
 def make_backend(config: BackendConfig) -> Backend:
     """Build the backend a config names."""
