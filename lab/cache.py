@@ -71,16 +71,13 @@ class LabelCache:
         with self._guard():
             row = self._db.execute("SELECT value, checksum FROM labels WHERE key = ?",
                                    (key,)).fetchone()
-        if row is None:
+        if row is None or row[1] is None:  # absent, or unchecked (older lab): compute it anew
             self.misses += 1
             return None
         self.hits += 1
         return self._decode(key, *row)
 
-    def _decode(self, key: str, text: str, checksum: str | None) -> dict:
-        if checksum is None:
-            raise RunError(f"{self.name}: entry {key} has no checksum (written by an older "
-                           f"version of the lab); {FIX}")
+    def _decode(self, key: str, text: str, checksum: str) -> dict:
         if checksum != _sha256(text):
             raise RunError(f"{self.name}: entry {key} does not match its checksum (edited or "
                            f"damaged); {FIX}")
@@ -108,10 +105,14 @@ class LabelCache:
             return self._db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
 
     def entries(self):
-        """Every (key, value) pair; a value that fails its checksum is a RunError instead."""
+        """Every (key, value) pair; the value is a RunError for an entry that fails its
+        checksum and None for an unchecked one (written before checksums: computed anew)."""
         with self._guard():
             rows = self._db.execute("SELECT key, value, checksum FROM labels ORDER BY key")
-            for key, text, checksum in rows:
+            for key, text, checksum in rows.fetchall():
+                if checksum is None:
+                    yield key, None
+                    continue
                 try:
                     yield key, self._decode(key, text, checksum)
                 except RunError as err:

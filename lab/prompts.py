@@ -14,6 +14,7 @@ prefix, or plain text for base models), so the prompt always ends right before t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import traceback
@@ -125,6 +126,36 @@ def _template_in_traceback(err: Exception) -> str | None:
         if filename.endswith(".jinja"):
             return os.path.relpath(filename, PROMPTS_DIR)
     return None
+
+
+def template_digests(config: PromptConfig) -> dict[str, str]:
+    """sha256 of every template a labeler prompt with this config reads, by name.
+
+    From the labeler and ending templates and the chosen preamble, following every static
+    ``include`` (the dynamic ones, preamble and ending, are the roots). A run folder records
+    these, so a template edited after a run started is noticed rather than mixed in.
+    """
+    from jinja2 import meta
+
+    todo = ["labeler.jinja", "ending/direct.jinja", "ending/cot.jinja",
+            f"preamble/{config.preamble}.jinja"]
+    digests: dict[str, str] = {}
+    while todo:
+        name = todo.pop()
+        if name in digests:
+            continue
+        path = PROMPTS_DIR / name
+        if not path.is_file():
+            raise PromptError(f"template '{name}' not found in {PROMPTS_DIR}; known preambles: "
+                              f"{', '.join(preambles())}")
+        source = path.read_bytes()
+        digests[name] = hashlib.sha256(source).hexdigest()
+        try:
+            ast = environment().parse(source.decode("utf-8"))
+        except (jinja2.TemplateSyntaxError, UnicodeDecodeError) as err:
+            raise PromptError(f"template '{name}': {err}") from None
+        todo += [t for t in meta.find_referenced_templates(ast) if t]
+    return dict(sorted(digests.items()))
 
 
 def preambles() -> list[str]:
