@@ -102,7 +102,7 @@ def ensure_folder(folder: Path, flag: str = "--out") -> None:
         raise RunError(f"{flag} {folder} is a file, not a folder; pass a folder path")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
+    except (FileExistsError, NotADirectoryError):
         raise RunError(f"{flag} {folder}: a parent is a file, not a folder; "
                        "pass a folder path") from None
     except PermissionError:

@@ -152,8 +152,10 @@ def template_digests(config: PromptConfig) -> dict[str, str]:
         digests[name] = hashlib.sha256(source).hexdigest()
         try:
             ast = environment().parse(source.decode("utf-8"))
-        except (jinja2.TemplateSyntaxError, UnicodeDecodeError) as err:
-            raise PromptError(f"template '{name}': {err}") from None
+        except jinja2.TemplateSyntaxError as err:
+            raise PromptError(f"template '{name}' line {err.lineno}: {err.message}") from None
+        except UnicodeDecodeError:
+            raise PromptError(f"template '{name}': not UTF-8; save it as UTF-8") from None
         todo += [t for t in meta.find_referenced_templates(ast) if t]
     return dict(sorted(digests.items()))
 

@@ -84,7 +84,8 @@ def label_pairs(
 def identity(config: RunConfig, pairs: list, exemplars: list) -> dict:
     """What a run folder holds: the resolved config and content hashes of the data slice
     (every pair's key and human label, and the exemplars) and of the templates."""
-    slice_ = [[p.key, p.human, p.confidence] for p in pairs]
+    # sorted: the same pairs in another file order are the same slice (matched by content)
+    slice_ = sorted([p.key, p.human, p.confidence] for p in pairs)
     slice_ += [[e.text, e.first, e.second, e.label] for e in exemplars]
     digest = hashlib.sha256(json.dumps(slice_).encode()).hexdigest()
     return {"written_by": WRITTEN_BY, "config": config.to_dict(),
