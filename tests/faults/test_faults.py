@@ -482,8 +482,7 @@ def test_fault(case: Case, tmp_path, monkeypatch, capsys):
 
 def _label_cmd(tmp: Path, delay: float = 0.05) -> list[str]:
     cfg = tmp / "slow.yaml"
-    cfg.write_text(f"backend: {{backend: fake, fake: {{delay: {delay}, length: 1.0, "
-                   "noise: 0.5}}}\n")
+    cfg.write_text(KNOBS.replace("length:", f"delay: {delay}, length:"))
     return [sys.executable, "-m", "lab", *shlex.split(LABEL.format(tmp=tmp)), "--config",
             str(cfg)]
 
@@ -495,9 +494,10 @@ def _env(tmp: Path) -> dict:
             "PYTHONPATH": root + (os.pathsep + path if path else "")}
 
 
-def _wait_for(predicate, timeout: float = 30.0) -> None:
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 30.0) -> None:
     end = time.monotonic() + timeout
     while not predicate():
+        assert proc.poll() is None, f"the run ended first ({proc.returncode})"
         assert time.monotonic() < end, "timed out"
         time.sleep(0.01)
 
@@ -512,7 +512,7 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, after_record
     proc = subprocess.Popen(_label_cmd(tmp_path), env=_env(tmp_path),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for(lambda: (tmp_path / "run" / "run.json").exists() and labels.exists()
-              and labels.read_bytes().count(b"\n") >= after_records)
+              and labels.read_bytes().count(b"\n") >= after_records, proc)
     time.sleep(extra)  # the kill lands mid-pair (possibly mid-write)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -527,7 +527,7 @@ def test_two_concurrent_writers_one_is_refused(tmp_path):
     rows(tmp_path)
     first = subprocess.Popen(_label_cmd(tmp_path), env=_env(tmp_path),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: (tmp_path / "run" / "run.json").exists())
+    _wait_for(lambda: (tmp_path / "run" / "run.json").exists(), first)
     second = subprocess.run(_label_cmd(tmp_path), env=_env(tmp_path), capture_output=True,
                             text=True)
     assert second.returncode == 2
@@ -536,3 +536,67 @@ def test_two_concurrent_writers_one_is_refused(tmp_path):
     assert first.wait() == 0, first.stderr.read()
     recs = records(tmp_path)
     assert len(recs) == N and len({r["key"] for r in recs}) == N
+
+
+# ---- a backend's answer and the proposer's text (in-process, one line each) -------------------
+
+class StubBackend:
+    """A backend that answers every prompt with the same log-probabilities."""
+
+    identity = "stub:0"
+
+    def __init__(self, logprobs):
+        self.logprobs = logprobs
+
+    def format(self, user: str, assistant: str) -> str:
+        return f"{user}\n\n{assistant}"
+
+    def score(self, prompts, candidates):
+        from lab.backends import Score
+
+        return [Score(self.logprobs, 1) for _ in prompts]
+
+
+WHERE = "the pair at {src}"
+BACKEND_CASES = [
+    ((float("nan"), -1.0), "stub:0 gave no usable log-probabilities of both candidates "
+     "['1', '2'] for " + WHERE + " (fwd order): (nan, -1.0)"),
+    ((-1.0,), "stub:0 gave no usable log-probabilities of both candidates ['1', '2'] for "
+     + WHERE + " (fwd order): (-1.0,)"),
+    ((float("-inf"), float("-inf")), "stub:0 gave no usable log-probabilities of both "
+     "candidates ['1', '2'] for " + WHERE + " (fwd order): (-inf, -inf)"),
+    ((None, -1.0), "stub:0 gave no usable log-probabilities of both candidates ['1', '2'] for "
+     + WHERE + " (fwd order): (None, -1.0)"),
+]
+
+
+@pytest.mark.parametrize("logprobs,message", BACKEND_CASES, ids=["nan", "one-candidate",
+                                                                 "both-missing", "none"])
+def test_bad_backend_answer_is_an_error_and_nothing_is_cached(tmp_path, logprobs, message):
+    from lab.backends import BackendError
+    from lab.cache import LabelCache
+    from lab.data import load_pairs
+    from lab.label import DecodeConfig, Labeler
+    from lab.prompts import PromptConfig
+
+    rows(tmp_path)
+    pair = load_pairs(str(tmp_path / "c.json"))[0][0]
+    cache = LabelCache(tmp_path / "cache.sqlite")
+    labeler = Labeler(StubBackend(logprobs), PromptConfig(), DecodeConfig(), [], cache)
+    with pytest.raises(BackendError) as err:
+        labeler.label(pair)
+    assert str(err.value) == message.format(src=pair.source)
+    assert cache.count() == 0
+
+
+@pytest.mark.parametrize("text", ["{{ 7*7 }}", "a {% raw %} b {% endraw %} c", "{%- endraw -%}",
+                                  "{# not a comment #}", "{%%}{%{% endraw %}", "plain text"])
+def test_proposer_text_is_written_verbatim(tmp_path, monkeypatch, text):
+    from lab.optimize import jinja_literal
+
+    copy = tmp_path / "prompts"
+    shutil.copytree(PROMPTS_DIR, copy)
+    monkeypatch.setattr(prompts, "PROMPTS_DIR", copy)
+    monkeypatch.setattr(prompts, "_ENV", None)
+    (copy / "preamble" / "opt_x.jinja").write_text("{#- header -#}\n" + jinja_literal(text) + "\n")
+    assert prompts.render_template("preamble/opt_x.jinja") == text.strip()
