@@ -84,7 +84,7 @@ def resolve_label_config(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, flag)
         if value is not None:
             raw[section][key] = value
-    return RunConfig.from_dict(raw, args.config or "command line")
+    return RunConfig.from_dict(raw, "command line")  # the file alone was checked on load
 
 
 def cmd_label(args: argparse.Namespace) -> int:

@@ -293,6 +293,8 @@ CASES = [
          "{tmp}/c.yaml: prompt.shots: expected an integer, found True"),
     Case("cfg-n-negative-flag", data(), LABEL + " --n -3", 2,
          "command line: data.n: expected a value >= 1, found -3"),
+    Case("cfg-n-negative-flag-over-config", data(), LABEL_K + " --n -3", 2,
+         "command line: data.n: expected a value >= 1, found -3"),
     Case("cfg-shots-negative-flag", data(), LABEL + " --shots -1", 2,
          "command line: prompt.shots: expected a value >= 0, found -1"),
     Case("cfg-samples-zero-flag", data(), LABEL + " --samples 0", 2,
