@@ -527,11 +527,12 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, after_record
 
 def test_two_concurrent_writers_one_is_refused(tmp_path):
     rows(tmp_path)
-    first = subprocess.Popen(_label_cmd(tmp_path), env=_env(tmp_path),
+    # slow enough (16 prompts x 0.3 s) to still hold the folder when the second one starts
+    first = subprocess.Popen(_label_cmd(tmp_path, 0.3), env=_env(tmp_path),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: (tmp_path / "run" / "run.json").exists(), first)
-    second = subprocess.run(_label_cmd(tmp_path), env=_env(tmp_path), capture_output=True,
-                            text=True)
+    second = subprocess.run(_label_cmd(tmp_path, 0.3), env=_env(tmp_path),
+                            capture_output=True, text=True)
     assert second.returncode == 2
     assert second.stderr == (f"error: {tmp_path}/run is in use by another run (pid {first.pid}); "
                              "wait for it to finish or pass another folder\n")
