@@ -32,6 +32,7 @@ from annotated_types import Ge
 from lab.backends.dspy_engine import ProposerConfig, proposer_lm
 from lab.config import ConfigError, RunConfig, build, build_section, load_mapping
 from lab.data import DataConfig
+from lab.io import write_text_atomic
 from lab.prompts import PROMPTS_DIR, render_template
 
 LIMITS = {"n_train": [Ge(1)], "n_eval": [Ge(1)], "breadth": [Ge(2)], "depth": [Ge(1)],
@@ -130,9 +131,7 @@ def template_text(exp: OptimizeExperiment, text: str, train: float, out: Path) -
 def write_template(name: str, content: str) -> Path:
     """Write ``prompts/preamble/NAME.jinja`` atomically."""
     path = PROMPTS_DIR / "preamble" / f"{name}.jinja"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(content)
-    tmp.replace(path)
+    write_text_atomic(path, content)
     return path
 
 

@@ -603,3 +603,25 @@ def test_proposer_text_is_written_verbatim(tmp_path, monkeypatch, text):
     monkeypatch.setattr(prompts, "_ENV", None)
     (copy / "preamble" / "opt_x.jinja").write_text("{#- header -#}\n" + jinja_literal(text) + "\n")
     assert prompts.render_template("preamble/opt_x.jinja") == text.strip()
+
+
+def test_transformers_backend_knows_its_context_and_counts_like_score(tmp_path):
+    """The length check reads the model's context and counts tokens as ``score`` reads them."""
+    from lab.backends.hf import TransformersBackend
+    from lab.data import load_pairs
+    from lab.label import DecodeConfig, Labeler
+    from lab.prompts import PromptConfig
+    from tests.tiny_model import build_tiny_model
+
+    backend = TransformersBackend(str(build_tiny_model(tmp_path / "tiny")), dtype="fp32")
+    assert backend.max_context == 4096  # the tiny model's max_position_embeddings
+    rows(tmp_path, replace={1: row(1, info__post="word " * 5000)})
+    pairs = load_pairs(str(tmp_path / "c.json"))[0]
+    labeler = Labeler(backend, PromptConfig(), DecodeConfig(), [])
+    prompt = labeler.prompt_for(pairs[1])
+    assert backend.count_tokens(prompt) == backend.score([prompt], ["1", "2"])[0].prompt_tokens
+    assert labeler.too_long(pairs[1]) is None
+    why = labeler.too_long(pairs[0])
+    assert why.startswith("the prompt needs ") and why.endswith(
+        f"tokens (post of 24999 characters), more than the 4096-token context of "
+        f"{backend.identity}")
