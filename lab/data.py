@@ -288,8 +288,6 @@ def parse_hh_row(row: dict, source: str) -> Pair:
     good = chosen[cut + len(marker):].strip()
     bad_cut = rejected.rfind(marker)
     bad = rejected[bad_cut + len(marker):].strip() if bad_cut >= 0 else rejected.strip()
-    if not good or not bad:
-        raise DataError(f"field '{'chosen' if not good else 'rejected'}' has an empty last reply")
     key = content_key(prompt.strip(), good, bad)
     flip = int(hashlib.sha1(key.encode()).hexdigest(), 16) % 2 == 1
     return Pair(

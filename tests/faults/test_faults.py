@@ -233,8 +233,7 @@ class Case:
 LONG = "word " * 200_000  # a 1 MB post: 200000 fake tokens, + 229 of prompt, + 1 answer
 LONG_ROW = data(replace={6: row(6, info__post=LONG)})
 FAKE_CTX = "backend: {backend: fake, fake: {max_context: 2048}}\n"
-EMPTY_REPLY = json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: ", "rejected":
-                          "\n\nHuman: hi\n\nAssistant: no"})
+NO_TURN = json.dumps({"chosen": "\n\nHuman: hi", "rejected": "\n\nHuman: hi"})
 
 CASES = [
     # data: every bad row is one line naming file:line, or a counted skip
@@ -274,9 +273,9 @@ CASES = [
          "(e.g. ../shared/data)"),
     Case("data-empty-file", text("c.json", ""), LABEL, 2,
          "{tmp}/c.json: no comparison rows found; point --data at a TL;DR .json file"),
-    Case("data-hh-empty-reply", text("h.jsonl", EMPTY_REPLY + "\n"),
+    Case("data-hh-no-assistant-turn", text("h.jsonl", NO_TURN + "\n"),
          LABEL.replace("c.json", "h.jsonl"), 2,
-         "{tmp}/h.jsonl:1: field 'chosen' has an empty last reply" + FIX_ROW),
+         "{tmp}/h.jsonl:1: field 'chosen' has no '\\n\\nAssistant:' turn" + FIX_ROW),
     # configs: type and range of every value, one line naming file, key, expected type
     Case("cfg-cot-no", text("c.yaml", "prompt: {cot: 'no'}\n"), LABEL + " --config {tmp}/c.yaml",
          2, "{tmp}/c.yaml: prompt.cot: expected true or false, found 'no'"),
