@@ -127,6 +127,19 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def is_label_cache(path: str | Path) -> bool:
+    """Whether ``path`` is a SQLite file with the lab's ``labels`` table."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            columns = [r[1] for r in db.execute("PRAGMA table_info(labels)")]
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return False
+    return columns[:2] == ["key", "value"]
+
+
 def clear(path: str | Path) -> bool:
     """Delete the cache file at ``path`` (and SQLite's side files); False if there was none."""
     path = Path(path)

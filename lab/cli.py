@@ -265,6 +265,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     path = Path(args.path) if args.path else models.cache_dir() / "labels.sqlite"
     if args.action == "clear":
+        if args.path and path.exists() and not cache_mod.is_label_cache(path):
+            raise RunError(f"{path} is not a label cache; the lab deletes only its own files")
         if cache_mod.clear(path):
             print(f"removed {path}")
         else:
