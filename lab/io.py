@@ -96,20 +96,18 @@ def append_jsonl(fh, record: dict) -> None:
     fh.flush()
 
 
-def ensure_folder(folder: Path, flag: str = "--out") -> None:
+def ensure_folder(folder: Path) -> None:
     """Create ``folder`` (and parents); a file in its place or no permission is a RunError."""
     if folder.exists() and not folder.is_dir():
-        raise RunError(f"{flag} {folder} is a file, not a folder; pass a folder path")
+        raise RunError(f"{folder} is a file, not a folder; pass a folder path")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise RunError(f"{flag} {folder}: a parent is a file, not a folder; "
-                       "pass a folder path") from None
+        raise RunError(f"{folder}: a parent is a file, not a folder; pass a folder path") from None
     except PermissionError:
-        raise RunError(f"{flag} {folder}: permission denied; pass a folder you can "
-                       "write to") from None
+        raise RunError(f"{folder}: permission denied; pass a folder you can write to") from None
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise RunError(f"{flag} {folder} is read-only; pass a folder you can write to")
+        raise RunError(f"{folder} is read-only; pass a folder you can write to")
 
 
 @contextlib.contextmanager

@@ -379,10 +379,10 @@ CASES = [
          "--out {tmp}/run is a file, not a folder; pass a folder path",
          lambda tmp, out: (tmp / "run").read_text() == "my notes\n"),
     Case("out-parent-is-a-file", text("f", "x"), LABEL.replace("/run", "/f/run"), 2,
-         "--out {tmp}/f/run: a parent is a file, not a folder; pass a folder path"),
+         "{tmp}/f/run: a parent is a file, not a folder; pass a folder path"),
     Case("out-read-only", lambda tmp, mp: (rows(tmp), (tmp / "run").mkdir(),
                                            mp.setattr("lab.io.os.access", lambda *a: False)),
-         LABEL, 2, "--out {tmp}/run is read-only; pass a folder you can write to"),
+         LABEL, 2, "{tmp}/run is read-only; pass a folder you can write to"),
     Case("out-users-labels-jsonl", text("run/labels.jsonl", "my own notes\n"), LABEL, 2,
          "{tmp}/run/labels.jsonl was not written by this lab (no run.json beside it: another "
          "program's file, or a run folder of an older version); move it away or pass another "
