@@ -445,8 +445,15 @@ CASES = [
     Case("cache-garbage-no-cache", garbage_cache(b"\x00garbage" * 500), LABEL + " --no-cache", 0,
          check=labeled(N)),
     Case("cache-verify-tampered", run_first(edit_cache(flipped)), "cache verify", 2,
-         "<*> bad entries in {tmp}/cache/labels.sqlite; run `rlaif cache clear` (or pass "
-         "--no-cache)"),
+         "1 bad entries in {tmp}/cache/labels.sqlite; run `rlaif cache clear` (or pass "
+         "--no-cache)", lambda tmp, out: _matches(
+             "bad entry <*>: does not match its checksum (edited or damaged)\n"
+             f"{tmp}/cache/labels.sqlite: {N} labels, {N - 1} verified, 1 bad, 0 without a "
+             "checksum (written by an older lab; computed anew when used)\n", out)),
+    Case("cache-verify-forged", run_first(edit_cache(flipped, "recompute")), "cache verify", 2,
+         "1 bad entries in {tmp}/cache/labels.sqlite; run `rlaif cache clear` (or pass "
+         "--no-cache)", lambda tmp, out: _matches(
+             "bad entry <*>: p = <*> is not (p_fwd + 1 - p_swapped) / 2 = <*>\n<*>", out)),
     Case("cache-verify-clean", run_first(), "cache verify", 0,
          check=lambda tmp, out: f"{N} labels, {N} verified, 0 bad" in out),
     Case("cache-clear-refuses-other-file", text("notes.txt", "mine"),
@@ -465,7 +472,7 @@ CASES = [
 
 def _matches(pattern: str, text: str) -> bool:
     regex = ".+?".join(re.escape(part) for part in pattern.split("<*>"))
-    return re.fullmatch(regex, text) is not None
+    return re.fullmatch(regex, text, re.DOTALL) is not None
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
