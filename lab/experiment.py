@@ -19,19 +19,23 @@
     trials: 20                     # tpe only: trial budget
     seed: 0
 
-Unknown keys are an error naming the key and the file.
+Every value is checked on load (types strictly, the choices and ranges in :data:`LIMITS`);
+unknown keys are an error naming the key and the file. ``name`` is a plain folder name, so the
+results stay inside ``--results``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-import yaml
+from annotated_types import Ge
 
-from lab.config import ConfigError, RunConfig, build
+from lab.config import ConfigError, RunConfig, build, build_section, load_mapping
 from lab.data import DataConfig
 
 # axis name -> (config section, key)
@@ -46,6 +50,27 @@ AXES = {
     "dtype": ("backend", "dtype"),
 }
 COST_METRICS = ("seconds_per_pair", "prompt_tokens_per_pair", "generated_tokens_per_pair")
+OBJECTIVES = ("alignment", "alignment_high_confidence", "alignment_forward_only")
+SPLIT = Literal["pool", "dev", "test", "eval", "train", "all"]
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=,+-]*")
+"""A results folder name: one path component, never ``..`` or absolute."""
+LIMITS = {
+    "dev_split": SPLIT,
+    "test_split": SPLIT,
+    "objective": Literal[OBJECTIVES],
+    "cost_objective": Literal[COST_METRICS] | None,
+    "sampler": Literal["grid", "tpe"],
+    "trials": [Ge(1)],
+}
+
+
+def check_name(name: str, source: str) -> None:
+    """Refuse a results name that would leave ``--results`` (``../x``, ``/tmp/x``, ``a/b``)."""
+    if not NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"{source}: name {name!r} must be a plain folder name (letters, digits, _ . - = , +; "
+            "no / or ..) so that results stay inside --results"
+        )
 
 
 @dataclass(frozen=True)
@@ -79,19 +104,20 @@ class Experiment:
     def load(cls, path: str | Path) -> Experiment:
         """Read and check an experiment file."""
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such experiment file")
-        raw = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: an experiment file is a mapping of keys")
+        raw = load_mapping(path, "experiment")
         raw.setdefault("name", path.stem)
-        raw["data"] = build(DataConfig, raw.get("data") or {}, f"{path}: data")
-        exp = build(cls, raw, str(path))
+        raw["data"] = build_section(DataConfig, raw.get("data") or {}, str(path), "data")
+        exp = build(cls, raw, str(path), LIMITS)
         exp.check(str(path))
         return exp
 
     def check(self, source: str) -> None:
-        """Validate axes, objective and sampler; build every setting once."""
+        """Validate name, axes, objective and sampler; build every setting once."""
+        check_name(self.name, source)
+        for section, values in self.base.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{source}: base.{section}: expected a mapping, found "
+                                  f"{values!r}")
         for axis, values in self.axes.items():
             if axis not in AXES:
                 raise ConfigError(
@@ -99,14 +125,8 @@ class Experiment:
                 )
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"{source}: axis '{axis}' needs a non-empty list of values")
-        if self.sampler not in ("grid", "tpe"):
-            raise ConfigError(f"{source}: sampler must be grid or tpe, not {self.sampler!r}")
         if self.sampler == "tpe" and not self.trials:
             raise ConfigError(f"{source}: sampler tpe needs a trial budget (trials: N)")
-        if self.cost_objective not in (None, *COST_METRICS):
-            raise ConfigError(
-                f"{source}: cost_objective must be one of {', '.join(COST_METRICS)}"
-            )
         for setting in self.settings():
             self.run_config(setting, self.dev_split, source)
 

@@ -21,8 +21,9 @@ import time
 from dataclasses import dataclass
 
 from lab.backends import Backend
-from lab.cache import LabelCache, cache_key
+from lab.cache import FIX, LabelCache, cache_key
 from lab.data import Pair, pair_id
+from lab.errors import BackendError, RunError
 from lab.prompts import Exemplar, PromptConfig, render
 
 CANDIDATES = ["1", "2"]
@@ -59,6 +60,25 @@ def precision_of(backend: Backend) -> str:
     """How a backend computes the scored logits (its ``precision``, else its dtype)."""
     precision = getattr(backend, "precision", None)
     return str(precision if precision is not None else getattr(backend, "dtype", ""))
+LABEL_FIELDS = ("p", "p_fwd", "p_swapped", "rationales", "prompt_tokens", "generated_tokens",
+                "seconds")
+
+
+def label_problem(label: dict) -> str | None:
+    """What is wrong with a label (None if nothing): each of ``p``, ``p_fwd``, ``p_swapped``
+    a finite number in [0, 1], and ``p`` their debiased mean, so a flipped ``p`` shows."""
+    missing = [f for f in LABEL_FIELDS if f not in label]
+    if missing:
+        return f"no '{missing[0]}'"
+    for name in ("p", "p_fwd", "p_swapped"):
+        v = label[name]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
+                or not 0.0 <= v <= 1.0:
+            return f"{name} = {v!r} is not a probability in [0, 1]"
+    expected = debias(label["p_fwd"], label["p_swapped"])
+    if abs(label["p"] - expected) > 1e-9:
+        return f"p = {label['p']!r} is not (p_fwd + 1 - p_swapped) / 2 = {expected!r}"
+    return None
 
 
 def word_count(text: str) -> int:
@@ -91,6 +111,20 @@ class Labeler:
         r = render(self.prompt, pair.text, s1, s2, self.exemplars, rationale, self.preamble_text)
         return self.backend.format(r.user, r.assistant)
 
+    def too_long(self, pair: Pair) -> str | None:
+        """Why the pair's prompt does not fit the model's context (None if it fits or the
+        backend cannot say): the longer order, plus a rationale and the answer token."""
+        limit = getattr(self.backend, "max_context", None)
+        count = getattr(self.backend, "count_tokens", None)
+        if not limit or count is None:
+            return None
+        extra = 1 + (self.decode.max_rationale_tokens + 16 if self.prompt.cot else 0)
+        need = max(count(self.prompt_for(pair, swapped)) for swapped in (False, True)) + extra
+        if need <= limit:
+            return None
+        return (f"the prompt needs {need} tokens (post of {len(pair.text)} characters), more "
+                f"than the {limit}-token context of {self.backend.identity}")
+
     def label(self, pair: Pair) -> dict:
         """Label one pair in both orders (or fetch the label from the cache).
 
@@ -107,8 +141,13 @@ class Labeler:
         key = cache_key(self.backend.identity, engine, heads, decoding, CANDIDATES)
         label = self.cache.get(key)
         hit = label is not None
+        if hit and (problem := label_problem(label)):
+            raise RunError(f"{self.cache.name}: entry {key}: {problem}; {FIX}")
         if label is None:
             label = self._compute(pair, heads, key)
+            if problem := label_problem(label):  # never saved nor cached
+                raise BackendError(f"{self.backend.identity} gave a bad label for the pair at "
+                                   f"{pair.source or pair.key}: {problem}")
             self.cache.put(key, label)
         return {
             "key": pair.key,
@@ -159,7 +198,14 @@ class Labeler:
         scores = self.backend.score(prompts, CANDIDATES)
         per_order = {"fwd": [], "swapped": []}
         for owner, score in zip(owners, scores):
-            per_order[owner].append(prob_first(score.logprobs))
+            lp = score.logprobs
+            bad = len(lp) != 2 or any(x is None or x != x for x in lp) or max(lp) == -math.inf
+            if bad:  # a missing candidate is not p = 0.5
+                raise BackendError(
+                    f"{self.backend.identity} gave no usable log-probabilities of both "
+                    f"candidates {CANDIDATES} for the pair at {pair.source or pair.key} "
+                    f"({owner} order): {lp!r}")
+            per_order[owner].append(prob_first(lp))
         p_fwd = sum(per_order["fwd"]) / len(per_order["fwd"])
         p_swapped = sum(per_order["swapped"]) / len(per_order["swapped"])
         return {

@@ -26,13 +26,19 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-import yaml
+from annotated_types import Ge
 
 from lab.backends.dspy_engine import ProposerConfig, proposer_lm
-from lab.config import ConfigError, RunConfig, build
+from lab.config import ConfigError, RunConfig, build, build_section, load_mapping
 from lab.data import DataConfig
+from lab.io import write_text_atomic
 from lab.prompts import render_template
+
+LIMITS = {"n_train": [Ge(1)], "n_eval": [Ge(1)], "breadth": [Ge(2)], "depth": [Ge(1)],
+          "init_temperature": [Ge(0)]}
+PROPOSER_LIMITS = {"backend": Literal["transformers", "openai", "fake"], "max_tokens": [Ge(1)]}
 
 
 @dataclass(frozen=True)
@@ -63,30 +69,32 @@ class OptimizeExperiment:
     @classmethod
     def load(cls, path: str | Path) -> OptimizeExperiment:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such experiment file")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_mapping(path, "experiment")
         raw.setdefault("name", path.stem)
-        raw["data"] = build(DataConfig, raw.get("data") or {}, f"{path}: data")
-        raw["proposer"] = build(ProposerConfig, raw.get("proposer") or {}, f"{path}: proposer")
-        exp = build(cls, raw, str(path))
-        exp.labeler_config("pool", None)  # unknown labeler keys fail here, before any work
+        raw["data"] = build_section(DataConfig, raw.get("data") or {}, str(path), "data")
+        raw["proposer"] = build(ProposerConfig, raw.get("proposer") or {}, str(path),
+                                PROPOSER_LIMITS, "proposer")
+        exp = build(cls, raw, str(path), LIMITS)
         if not re.fullmatch(r"[A-Za-z0-9_]+", exp.name):
             raise ConfigError(f"{path}: name must be letters, digits and _ (a template name)")
-        if exp.breadth < 2:
-            raise ConfigError(f"{path}: breadth must be at least 2")
+        exp.labeler_config("pool", None, source=str(path))  # bad labeler keys fail here
         return exp
 
-    def labeler_config(self, split: str, n: int | None, preamble: str | None = None):
+    def labeler_config(self, split: str, n: int | None, preamble: str | None = None,
+                       source: str | None = None):
         """The labeler's run config on a data slice."""
+        source = source or f"experiment {self.name}"
         raw = RunConfig().to_dict()
         for section, values in self.labeler.items():
             if section not in raw or section == "data":
-                raise ConfigError(f"labeler: unknown or fixed section {section!r}")
+                raise ConfigError(f"{source}: labeler: unknown or fixed section {section!r}")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{source}: labeler.{section}: expected a mapping, found "
+                                  f"{values!r}")
             raw[section].update(values)
         raw["data"].update(dataclasses.asdict(self.data), split=split, n=n)
         raw["prompt"]["preamble"] = preamble or self.start_preamble
-        return RunConfig.from_dict(raw, f"experiment {self.name}: labeler")
+        return RunConfig.from_dict(raw, f"{source}: labeler")
 
 
 def offline_environment(cache: Path) -> None:
@@ -97,8 +105,18 @@ def offline_environment(cache: Path) -> None:
     os.environ.setdefault("DSPY_TELEMETRY_DISABLED", "1")
 
 
+def jinja_literal(text: str) -> str:
+    """Jinja source that renders ``text`` verbatim (``{{ 7*7 }}`` stays ``{{ 7*7 }}``).
+
+    The text goes into a raw block; each ``{%`` in it is written by an expression between
+    raw blocks, so no ``{% endraw %}`` in the text can end the block early.
+    """
+    return "{% raw %}" + '{% endraw %}{{ "{%" }}{% raw %}'.join(text.split("{%")) + \
+        "{% endraw %}"
+
+
 def template_text(exp: OptimizeExperiment, text: str, train: float, out: Path) -> str:
-    """The new preamble template: a header naming the run, then the text."""
+    """The new preamble template: a header naming the run, then the text (escaped)."""
     b = exp.labeler_config("pool", None).backend
     labeler = b.model if b.backend == "transformers" else f"{b.backend} backend"
     p = exp.proposer
@@ -107,15 +125,13 @@ def template_text(exp: OptimizeExperiment, text: str, train: float, out: Path) -
               f"{datetime.date.today().isoformat()}): DSPy COPRO from preamble "
               f"'{exp.start_preamble}', labeler {labeler}, proposer {proposer}. Training "
               f"alignment {train:.3f} on {exp.n_train} pool pairs; dev and test results in "
-              f"{out}/optimize.md. -#}}\n")
-    return header + text.strip() + "\n"
+              f"{out}/optimize.md.").replace("#}", "# }") + " -#}\n"
+    return header + jinja_literal(text.strip()) + "\n"
 
 
 def write_template(path: Path, content: str) -> Path:
     """Write the optimised preamble (``results/NAME/opt_NAME.jinja``) atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(content)
-    tmp.replace(path)
+    write_text_atomic(path, content)
     return path
 
 

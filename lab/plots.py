@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from lab import models  # noqa: E402
 from lab.metrics import human_soft  # noqa: E402
 from lab.report import human_ceiling  # noqa: E402
-from lab.run import read_records  # noqa: E402
+from lab.run import RunError, read_records  # noqa: E402
 from lab.sweep import best_trial, load_results, ordered_trials  # noqa: E402
 
 
@@ -210,7 +210,7 @@ def write_plots(folder: str | Path) -> list[Path]:
     exp, study = load_results(folder)
     trials = ordered_trials(exp, study)
     if not trials:
-        raise RuntimeError(f"{folder}: the study has no complete trial")
+        raise RunError(f"{folder}: the study has no complete trial")
     subset = f"{exp.data.confidence}-confidence TL;DR, {exp.dev_split} split"
     n = trials[0].user_attrs["n"]
     ceiling = human_ceiling(exp.data)

@@ -14,6 +14,7 @@ prefix, or plain text for base models), so the prompt always ends right before t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import traceback
@@ -120,6 +121,18 @@ def render_template(name: str, **variables) -> str:
     except jinja2.TemplateSyntaxError as err:
         where = err.name or name
         raise PromptError(f"template '{where}' line {err.lineno}: {err.message}") from None
+    except jinja2.TemplateError as err:  # e.g. SecurityError: the sandbox refused something
+        where = _template_in_traceback(err) or name
+        raise PromptError(
+            f"template '{where}': {type(err).__name__}: {str(err).rstrip('.')}; fix the template"
+        ) from None
+    except (ArithmeticError, LookupError, TypeError, ValueError) as err:
+        where = _template_in_traceback(err)
+        if where is None:  # raised outside any template: a bug, keep the traceback
+            raise
+        raise PromptError(
+            f"template '{where}': {type(err).__name__}: {str(err).rstrip('.')}; fix the template"
+        ) from None
 
 
 def _template_in_traceback(err: Exception) -> str | None:
@@ -154,6 +167,39 @@ def _preamble_template(name: str):
         return environment().from_string(path.read_text(encoding="utf-8"))
     except jinja2.TemplateSyntaxError as err:
         raise PromptError(f"preamble {path} line {err.lineno}: {err.message}") from None
+def template_digests(config: PromptConfig) -> dict[str, str]:
+    """sha256 of every template a labeler prompt with this config reads, by name.
+
+    From the labeler and ending templates and the chosen preamble, following every static
+    ``include`` (the dynamic ones, preamble and ending, are the roots). A run folder records
+    these, so a template edited after a run started is noticed rather than mixed in.
+    """
+    from jinja2 import meta
+
+    preamble = (str(preamble_file(config.preamble)) if is_preamble_path(config.preamble)
+                else f"preamble/{config.preamble}.jinja")
+    todo = ["labeler.jinja", "ending/direct.jinja", "ending/cot.jinja", preamble]
+    digests: dict[str, str] = {}
+    while todo:
+        name = todo.pop()
+        if name in digests:
+            continue
+        # a preamble named by path lies outside prompts/; everything else inside
+        path = Path(name) if name == preamble and is_preamble_path(config.preamble) \
+            else PROMPTS_DIR / name
+        if not path.is_file():
+            raise PromptError(f"template '{name}' not found in {PROMPTS_DIR}; known preambles: "
+                              f"{', '.join(preambles())}")
+        source = path.read_bytes()
+        digests[name] = hashlib.sha256(source).hexdigest()
+        try:
+            ast = environment().parse(source.decode("utf-8"))
+        except jinja2.TemplateSyntaxError as err:
+            raise PromptError(f"template '{name}' line {err.lineno}: {err.message}") from None
+        except UnicodeDecodeError:
+            raise PromptError(f"template '{name}': not UTF-8; save it as UTF-8") from None
+        todo += [t for t in meta.find_referenced_templates(ast) if t]
+    return dict(sorted(digests.items()))
 
 
 def preambles() -> list[str]:

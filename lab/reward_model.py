@@ -26,8 +26,10 @@ import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
+from annotated_types import Ge, Gt, Lt
 from torch import nn
 from tqdm import tqdm
 
@@ -67,6 +69,15 @@ class RMConfig:
     """Train on a seeded sample of at most n pairs (learning curves); None: all."""
     seed: int = 0
     """Seed of the sample, the split, the initialisation and the batch order."""
+
+
+LIMITS = {
+    "kind": Literal["encoder", "causal"], "labels": Literal["ai", "human"],
+    "train_layers": [Ge(0)], "head_hidden": [Ge(0)], "max_tokens": [Ge(8)], "epochs": [Ge(1)],
+    "batch_size": [Ge(1)], "lr": [Gt(0)], "backbone_lr": [Gt(0)],
+    "val_fraction": [Gt(0), Lt(1)], "patience": [Ge(1)], "n_train": [Ge(1)],
+}
+"""Ranges and choices of :class:`RMConfig` values (checked by :func:`lab.typed.build`)."""
 
 
 def soft_label_loss(r_first: torch.Tensor, r_second: torch.Tensor,

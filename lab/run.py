@@ -1,16 +1,19 @@
 """A labeling run: data -> prompts -> backend -> preference -> metrics, written to a folder.
 
+``DIR/run.json`` (written first: what the folder holds, see :func:`identity`),
 ``DIR/config.json`` (resolved, reloadable), ``DIR/labels.jsonl`` (one record per pair,
 appended and flushed as each pair finishes) and ``DIR/metrics.json``. A run that stops part way
-keeps every finished pair; started again with the same folder and config it labels only the
-missing pairs. A different config in the same folder is refused rather than mixed in.
+keeps every finished pair; started again with the same folder it labels only the missing pairs,
+matched by their content key. The folder is identified by the resolved config plus content
+hashes of the data slice and the templates: any difference is refused with a one-line error
+naming it, rather than mixed in. One process writes a folder at a time (:func:`lab.io.claim`);
+files the lab did not write are never overwritten or cut.
 """
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -21,47 +24,27 @@ from lab import metrics
 from lab.backends import Backend, make_backend
 from lab.cache import LabelCache
 from lab.config import RunConfig
-from lab.errors import RunError  # noqa: F401  (re-exported)
-from lab.label import Labeler, precision_of
+from lab.errors import ConfigError, DataError, RunError
+from lab.io import (  # noqa: F401  (write_* re-exported)
+    LOCK_NAME,
+    claim,
+    read_jsonl,
+    write_csv_atomic,
+    write_json_atomic,
+)
+from lab.label import Labeler, label_problem, precision_of
 from lab.machine import cpu_info
-from lab.prompts import choose_exemplars
+from lab.prompts import choose_exemplars, template_digests
+
+RUN_FILE = "run.json"
+WRITTEN_BY = "rlaif-lab label run"
+LAB_FILES = ("config.json", "labels.jsonl", "metrics.json")
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to a temp file beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
-def write_csv_atomic(path: Path, rows: list[dict], fields: list[str]) -> None:
-    """Write rows as CSV to a temp file beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-def read_records(path: Path) -> list[dict]:
-    """Records of a labels.jsonl; a torn last line (a kill mid-write) is cut off the file."""
-    if not path.is_file():
-        return []
-    records, good_bytes = [], 0
-    with open(path, "rb") as fh:
-        for raw in fh:
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                records.append(json.loads(raw))
-            except json.JSONDecodeError:
-                break
-            good_bytes += len(raw)
-    if good_bytes < path.stat().st_size:
-        with open(path, "r+b") as fh:
-            fh.truncate(good_bytes)
-    return records
+def read_records(path: Path, cut_torn_tail: bool = False) -> list[dict]:
+    """Records of a labels.jsonl (see :func:`lab.io.read_jsonl`); only the folder's writer
+    may cut a torn last line."""
+    return read_jsonl(Path(path), cut_torn_tail)
 
 
 def prepare(config: RunConfig) -> tuple[list[data_mod.Pair], int, list]:
@@ -114,6 +97,97 @@ def check_precision(path: Path, records, precision: str) -> None:
                 f"{theirs or 'the model dtype (before fp32 scoring heads)'}, this run computes "
                 f"them in {precision}; use a new --out (or the old --score-dtype/--dtype)"
             )
+def identity(config: RunConfig, pairs: list, exemplars: list) -> dict:
+    """What a run folder holds: the resolved config and content hashes of the data slice
+    (every pair's key and human label, and the exemplars) and of the templates."""
+    # sorted: the same pairs in another file order are the same slice (matched by content)
+    slice_ = sorted([p.key, p.human, p.confidence] for p in pairs)
+    slice_ += [[e.text, e.first, e.second, e.label] for e in exemplars]
+    digest = hashlib.sha256(json.dumps(slice_).encode()).hexdigest()
+    return {"written_by": WRITTEN_BY, "config": config.to_dict(),
+            "data": {"pairs": len(pairs), "sha256": digest},
+            "templates": template_digests(config.prompt)}
+
+
+def _first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = _first_difference(a, b, f"{prefix}{key}.")
+            if found:
+                return found
+        elif a != b:
+            return f"{prefix}{key} is {a!r} there, {b!r} now"
+    return None
+
+
+def check_folder(out: Path, ident: dict) -> bool:
+    """Refuse a folder that holds another run or files the lab did not write.
+
+    Returns:
+        True if the folder already holds this run (``run.json`` matches), False if it is new.
+    """
+    run_file = out / RUN_FILE
+    if not run_file.is_file():
+        foreign = [name for name in LAB_FILES if (out / name).exists()]
+        if foreign:
+            raise RunError(
+                f"{out / foreign[0]} was not written by this lab (no {RUN_FILE} beside it: "
+                "another program's file, or a run folder of an older version); move it away "
+                "or pass another --out"
+            )
+        return False
+    try:
+        old = json.loads(run_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        old = None
+    if not isinstance(old, dict) or old.get("written_by") != WRITTEN_BY:
+        raise RunError(f"{run_file} is not a run record this lab wrote; move it away or pass "
+                       "another --out")
+    fix = "pass a new --out (or delete that folder to start it again)"
+    try:  # parsed, so keys added to the config later (with defaults) do not orphan old folders
+        then = RunConfig.from_dict(old.get("config") or {}, str(run_file)).to_dict()
+    except ConfigError as err:
+        raise RunError(f"{err}; {fix}") from None
+    diff = _first_difference(then, ident["config"])
+    if diff:
+        raise RunError(f"{out} holds a run with another config ({diff}); {fix}")
+    if old.get("data") != ident["data"]:
+        was = (old.get("data") or {}).get("pairs")
+        raise RunError(
+            f"{out} was labeled on another data slice ({was} pairs then, "
+            f"{ident['data']['pairs']} now, different content: the data file changed); {fix}"
+        )
+    diff = _first_difference(old.get("templates") or {}, ident["templates"])
+    if diff:
+        name = diff.split(" is ")[0]
+        raise RunError(f"{out}: template '{name}' changed since this folder was labeled; {fix}")
+    return True
+
+
+def load_done(out: Path, pairs: list) -> dict[str, dict]:
+    """The finished records of a run folder by key, each checked (only its writer calls this).
+
+    A torn last line (a kill mid-write) is cut; anything else wrong is a RunError naming the
+    file and line.
+    """
+    path = out / "labels.jsonl"
+    wanted = {p.key for p in pairs}
+    done: dict[str, dict] = {}
+    fix = "restore the file or pass a new --out"
+    for lineno, record in enumerate(read_records(path, cut_torn_tail=True), 1):
+        key = record.get("key")
+        if not isinstance(key, str):
+            raise RunError(f"{path}:{lineno}: record has no 'key'; {fix}")
+        problem = label_problem(record)
+        if problem:
+            raise RunError(f"{path}:{lineno}: {problem}; {fix}")
+        if key in done:
+            raise RunError(f"{path}:{lineno}: a second record of pair {key}; {fix}")
+        if key not in wanted:
+            raise RunError(f"{path}:{lineno}: pair {key} is not in this data slice; {fix}")
+        done[key] = record
+    return done
 
 
 def run_label(
@@ -136,24 +210,42 @@ def run_label(
         The metrics (also written to ``out/metrics.json``).
     """
     out = Path(out)
-    cfg_path = out / "config.json"
-    # parsed rather than compared as text, so keys added to the config later (with defaults)
-    # do not orphan older run folders
-    if cfg_path.is_file() and RunConfig.from_dict(json.loads(cfg_path.read_text()),
-                                                  str(cfg_path)) != config:
-        raise RunError(
-            f"{cfg_path} holds a different config; use a new --out or delete that folder"
-        )
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file, not a folder; pass a folder path")
     pairs, skipped, exemplars = prepare(config)
-    done = {r["key"]: r for r in read_records(out / "labels.jsonl")}
-    if backend is None and any(p.key not in done for p in pairs):
+    created = not out.exists()
+    try:
+        with claim(out, "run"):
+            return _run_in(config, out, pairs, skipped, exemplars, backend, cache, progress)
+    except BaseException:
+        if created and out.is_dir() and [p.name for p in out.iterdir()] == [LOCK_NAME]:
+            (out / LOCK_NAME).unlink()  # nothing was written: leave no empty folder behind
+            out.rmdir()
+        raise
+
+
+def _run_in(config: RunConfig, out: Path, pairs: list, skipped: int, exemplars: list,
+            backend: Backend | None, cache: LabelCache | None, progress: bool) -> dict:
+    ident = identity(config, pairs, exemplars)
+    existing = check_folder(out, ident)
+    done = load_done(out, pairs) if existing else {}
+    todo = [p for p in pairs if p.key not in done]
+    if backend is None and todo:
         backend = make_backend(config.backend)
     labeler = Labeler(backend, config.prompt, config.decode, exemplars, cache)
     if backend is not None:
         labeler.prompt_for(pairs[0])  # a template error stops here, before anything is written
         check_precision(out / "labels.jsonl", done.values(), precision_of(backend))
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(cfg_path, config.to_dict())
+    too_long = {p.key: why for p in todo if (why := labeler.too_long(p))}
+    if too_long and not config.data.skip_bad_rows:
+        pair = next(p for p in todo if p.key in too_long)
+        raise DataError(f"{pair.source}: {too_long[pair.key]}; shorten or remove that row, "
+                        "or pass --skip-bad-rows")
+    pairs = [p for p in pairs if p.key not in too_long]
+    skipped += len(too_long)
+    if not existing:
+        write_json_atomic(out / RUN_FILE, ident)
+    write_json_atomic(out / "config.json", config.to_dict())
     records = label_pairs(labeler, pairs, out, done, progress)
     result = metrics.compute(records, seed=config.data.seed)
     result["skipped_rows"] = skipped

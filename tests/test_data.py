@@ -7,7 +7,15 @@ import json
 
 import pytest
 
-from lab.data import DataError, exemplar_pool, load_pairs, post_key, select, split_of
+from lab.data import (
+    DataError,
+    content_key,
+    exemplar_pool,
+    load_pairs,
+    post_key,
+    select,
+    split_of,
+)
 from tests.conftest import tldr_row, write_rows
 
 
@@ -19,7 +27,11 @@ def test_loads_openai_format(tmp_path):
     assert [p.human for p in pairs] == [1.0, 0.0]
     assert [p.confidence for p in pairs] == [2, 8]
     p = pairs[0]
-    assert p.key == "c:1" and p.post_id == "t3_post1" and p.subreddit == "pets"
+    assert p.source == f"{f}:1" and p.post_id == "t3_post1" and p.subreddit == "pets"
+    # the key is the judgment's content, not its place in the file
+    assert p.key == content_key("title 1", p.text, "cat 1 ate homework",
+                                "a very long and winding summary about animal number 1",
+                                1.0, 2, "w1")
     assert p.first == "cat 1 ate homework"  # leading space of the TL;DR continuation dropped
     assert p.worker == "w1" and p.task == "summarize"
 
@@ -46,7 +58,16 @@ def test_malformed_row_names_file_line_and_field(tmp_path, mutate, message):
     assert str(f) in str(err.value) and "--skip-bad-rows" in str(err.value)
     assert "\n" not in str(err.value)
     pairs, skipped = load_pairs(str(f), skip_bad_rows=True)
-    assert ([p.key for p in pairs], skipped) == (["c:1", "c:3"], 1)
+    assert ([p.source for p in pairs], skipped) == ([f"{f}:1", f"{f}:3"], 1)
+
+
+def test_repeated_judgment_gets_a_distinct_key_and_moving_rows_keeps_keys(tmp_path):
+    a = write_rows(tmp_path / "a.json", [tldr_row(1), tldr_row(2), tldr_row(1)])
+    b = write_rows(tmp_path / "b.json", [tldr_row(2), tldr_row(1)])
+    ka = [p.key for p in load_pairs(str(a))[0]]
+    kb = [p.key for p in load_pairs(str(b))[0]]
+    assert ka[2] == ka[0] + "~2" and len(set(ka)) == 3
+    assert kb == [ka[1], ka[0]]
 
 
 def test_missing_path_says_how_to_point_at_data(tmp_path):
@@ -56,9 +77,9 @@ def test_missing_path_says_how_to_point_at_data(tmp_path):
 
 def test_hh_rlhf_rows(tmp_path):
     rows = [
-        {"chosen": "\n\nHuman: hi?\n\nAssistant: hello, how can I help?",
+        {"chosen": f"\n\nHuman: hi?\n\nAssistant: hello, how can I help? ({i})",
          "rejected": "\n\nHuman: hi?\n\nAssistant: go away"}
-        for _ in range(20)
+        for i in range(20)
     ]
     f = tmp_path / "test.jsonl.gz"
     with gzip.open(f, "wt") as fh:
@@ -68,8 +89,9 @@ def test_hh_rlhf_rows(tmp_path):
     assert all(p.text == "Human: hi?" for p in pairs)
     for p in pairs:  # the chosen reply is wherever the label says it is
         better = p.first if p.human == 1.0 else p.second
-        assert better == "hello, how can I help?"
-    assert 0 < sum(p.human for p in pairs) < 20  # both positions occur
+        assert better.startswith("hello, how can I help?")
+    # both positions occur (a coin flip by content, so the same row always lands the same way)
+    assert 0 < sum(p.human for p in pairs) < 20
 
 
 def test_select_confidence_sample_and_split(tmp_path):

@@ -74,7 +74,8 @@ def test_duplicate_judgments_are_labeled_once(tmp_path):
 
 def test_other_config_in_same_folder_is_refused(tmp_path, data_file):
     run_label(make_config(data_file), tmp_path / "run", progress=False)
-    with pytest.raises(RunError, match="different config; use a new --out"):
+    with pytest.raises(RunError, match=r"holds a run with another config \(backend.fake.length "
+                       r"is 1.0 there, None now\); pass a new --out"):
         run_label(make_config(data_file, position=1.0), tmp_path / "run", progress=False)
 
 

@@ -98,6 +98,9 @@ class Backend(Protocol):
         """How the scored logits are computed (e.g. ``torch.bfloat16+fp32-head``); part of
         the label cache key and of every label record."""
         ...
+    # Optional (the labeler refuses prompts longer than the context where a backend has both):
+    # ``max_context`` (int | None), the longest prompt in tokens, and
+    # ``count_tokens(prompt) -> int``, the tokens of a prompt as ``score`` reads it.
 
 
 def make_backend(config: BackendConfig) -> Backend:

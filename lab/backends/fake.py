@@ -63,6 +63,7 @@ class FakeBackend:
         rationale: float = 0.0,
         keyword: str | None = None,
         delay: float = 0.0,
+        max_context: int | None = None,
     ) -> None:
         """Set the knobs.
 
@@ -74,12 +75,15 @@ class FakeBackend:
             rationale: weight of a decoded rationale that names a summary.
             keyword: if set, ``skill`` only counts when this string is in the prompt.
             delay: seconds to sleep per scored prompt (to test slow runs and kills).
+            max_context: longest prompt in whitespace words (None: no limit), to test the
+                refusal of prompts longer than a model's context.
         """
         self.knobs = dict(
             position=position, length=length, skill=skill, noise=noise,
             rationale=rationale, keyword=keyword,
         )
         self.delay = delay
+        self.max_context = max_context
         self.calls = {"score": 0, "generate": 0}
 
     @property
@@ -89,6 +93,10 @@ class FakeBackend:
 
     def format(self, user: str, assistant: str) -> str:
         return f"{user}\n\n{assistant}"
+
+    def count_tokens(self, prompt: str) -> int:
+        """The fake's tokens are whitespace words (as in its ``prompt_tokens``)."""
+        return len(prompt.split())
 
     def logit(self, prompt: str) -> float:
         """Logit of preferring Summary 1 for this prompt."""

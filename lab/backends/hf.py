@@ -193,6 +193,15 @@ class TransformersBackend:
     def format(self, user: str, assistant: str) -> str:
         return format_chat(self.tokenizer, user, assistant, self.chat)
 
+    @property
+    def max_context(self) -> int | None:
+        """Longest sequence the model takes (its config's ``max_position_embeddings``)."""
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    def count_tokens(self, prompt: str) -> int:
+        """Tokens of a prompt as :meth:`score` would read it."""
+        return len(self.tokenizer(prompt, add_special_tokens=not self.chat)["input_ids"])
+
     def _encode(self, prompt: str) -> torch.Tensor:
         ids = self.tokenizer(prompt, add_special_tokens=not self.chat, return_tensors="pt")
         return ids["input_ids"].to(self.device)
