@@ -110,20 +110,43 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from lab.errors import ConfigError, RunError
     from lab.experiment import Experiment
-    from lab.sweep import Sweep, complete_trials
+    from lab.sweep import Sweep, complete_trials, load_results, open_cache, run_workers
 
     exp = Experiment.load(args.experiment)
-    sweep = Sweep(exp, root=Path(args.results), progress=not args.no_progress)
+    if args.workers < 1 or args.heartbeat < 1:
+        raise ConfigError("--workers and --heartbeat need a positive whole number")
+    cache = open_cache(args.cache)
+    sweep = Sweep(exp, root=Path(args.results), cache=cache, progress=not args.no_progress,
+                  storage=args.storage, heartbeat=args.heartbeat,
+                  log=sys.stderr if args.workers > 1 else None)
     try:
-        study = sweep.run()
+        if args.workers == 1:
+            study = sweep.run()
+        else:
+            sweep.open()  # one check (and one error message) before the workers start
+            codes = run_workers(exp, Path(args.results), args.workers, args.storage,
+                                args.cache, args.heartbeat)
+            _, study = load_results(sweep.out)
+            lost = [f"worker {i} exited with {c}" for i, c in enumerate(codes) if c != 0]
+            todo = [s for s in exp.settings() if s not in [t.params for t in
+                                                           complete_trials(study)]]
+            if exp.sampler == "grid" and todo:
+                raise RunError(f"{sweep.out}: {len(todo)} settings not complete "
+                                 f"({'; '.join(lost)}); rerun the same command to finish them")
+            if lost:
+                print("note: " + "; ".join(lost) + " (their trials were run by the others)",
+                      file=sys.stderr)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished trials are kept in {sweep.out}; "
               "rerun the same command to run only the missing settings", file=sys.stderr)
         return 130
     done = complete_trials(study)
-    print(f"{exp.name}: {len(done)} settings complete ({sweep.evaluated} evaluated now, "
-          f"label cache: {sweep.cache.hits} hits, {sweep.cache.misses} misses) in {sweep.out}")
+    workers = f" by {args.workers} workers" if args.workers > 1 else ""
+    print(f"{exp.name}: {len(done)} settings complete{workers} ({sweep.evaluated} evaluated "
+          f"now, label cache: {sweep.cache.hits} hits, {sweep.cache.misses} misses) "
+          f"in {sweep.out}")
     if args.no_report:
         return 0
     from lab.plots import write_plots
@@ -335,6 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--results", default="results", help="results root (default: results)")
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--no-report", action="store_true", help="skip the table and plots")
+    s.add_argument("--storage", help="Optuna RDB URL of the study, shared by every worker, e.g. "
+                   "postgresql://user@host/db (default: sqlite results/NAME/study.db)")
+    s.add_argument("--workers", type=int, default=1,
+                   help="worker processes on this machine (default 1); more machines join by "
+                   "running the same command with the same --storage")
+    s.add_argument("--cache", help="label cache: a SQLite file or a database URL (e.g. the "
+                   "--storage URL; default ~/.cache/rlaif-lab/labels.sqlite)")
+    s.add_argument("--heartbeat", type=int, default=5, help="seconds between a trial's "
+                   "heartbeats; a trial silent for 4 of them is run again (default 5)")
     for name, text in (("table", "ablation table"), ("plot", "plots"),
                        ("export", "export the best labeler")):
         p = sub.add_parser(name, help=f"{text} of a sweep's results folder")

@@ -25,14 +25,18 @@ Unknown keys are an error naming the key and the file.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2.meta
 import yaml
 
 from lab.config import ConfigError, RunConfig, build
 from lab.data import DataConfig
+from lab.prompts import PROMPTS_DIR, environment
 
 # axis name -> (config section, key)
 AXES = {
@@ -134,3 +138,78 @@ class Experiment:
 def setting_slug(setting: dict) -> str:
     """A folder name for a setting, e.g. ``preamble=base,cot=False,shots=0``."""
     return ",".join(f"{k}={v}" for k, v in setting.items()) or "default"
+
+
+# --- run identity: what a finished setting's numbers depend on ---------------------------------
+
+
+def content_hash(obj) -> str:
+    """sha256 (first 16 hex digits) of an object's canonical JSON."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def template_hashes(prompt) -> dict[str, str]:
+    """sha256 (first 16 hex digits) of every template file a prompt config renders.
+
+    The roots are the files :func:`lab.prompts.render` names (their dynamic includes are the
+    preamble and the ending); every template they include by a fixed name is followed too.
+
+    Args:
+        prompt: a :class:`lab.prompts.PromptConfig`.
+    """
+    ending = "cot" if prompt.cot else "direct"
+    todo = ["labeler.jinja", "sample.jinja", "exemplar.jinja", f"ending/{ending}.jinja",
+            f"preamble/{prompt.preamble}.jinja"]
+    out: dict[str, str] = {}
+    while todo:
+        name = todo.pop()
+        path = PROMPTS_DIR / name
+        if name in out or not path.is_file():
+            continue  # a missing template is reported by the run itself, with its fix
+        source = path.read_text()
+        out[name] = hashlib.sha256(source.encode()).hexdigest()[:16]
+        try:
+            ast = environment().parse(source)
+        except jinja2.TemplateSyntaxError:
+            continue
+        todo += [n for n in jinja2.meta.find_referenced_templates(ast) if n]
+    return dict(sorted(out.items()))
+
+
+def run_identity(config: RunConfig, pairs: list, exemplars: list) -> dict:
+    """What a run's labels depend on: resolved config, data slice content, template files.
+
+    ``data.path`` is left out of the config (the same pairs read from another place, e.g. on
+    another machine, are the same slice); the slice itself enters as a content hash of every
+    selected pair and every few-shot exemplar.
+
+    Returns:
+        ``{"config": ..., "data": hash, "templates": {file: hash}, "hash": hash of all}``.
+    """
+    cfg = config.to_dict()
+    cfg["data"] = {k: v for k, v in cfg["data"].items() if k != "path"}
+    ident = {
+        "config": cfg,
+        "data": content_hash([[dataclasses.asdict(p) for p in pairs],
+                              [dataclasses.asdict(e) for e in exemplars]]),
+        "templates": template_hashes(config.prompt),
+    }
+    ident["hash"] = content_hash(ident)
+    return ident
+
+
+def first_difference(old, new, prefix: str = "") -> str | None:
+    """The first key path where two nested dicts differ, as ``key: old -> new``; None if equal."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old:
+                return f"{path}: (absent) -> {new[key]!r}"
+            if key not in new:
+                return f"{path}: {old[key]!r} -> (absent)"
+            diff = first_difference(old[key], new[key], path)
+            if diff:
+                return diff
+        return None
+    return None if old == new else f"{prefix}: {old!r} -> {new!r}"

@@ -17,7 +17,9 @@ from lab.config import ConfigError, RunConfig
 from lab.experiment import Experiment, setting_slug
 from lab.report import write_tables
 from lab.run import read_records
-from lab.sweep import Sweep, complete_trials, open_study
+import optuna
+
+from lab.sweep import Sweep, complete_trials, default_storage
 from tests.conftest import ROOT, tldr_row, write_rows
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -55,10 +57,14 @@ def exp_file(tmp_path):
     return make
 
 
-def sweep_of(path, tmp_path, cache=None):
+def sweep_of(path, tmp_path, cache=None, **kw):
     cache = cache if cache is not None else LabelCache()
     return Sweep(Experiment.load(path), root=tmp_path / "results", cache=cache,
-                 progress=False)
+                 progress=False, **kw)
+
+
+def study_at(out, name):
+    return optuna.load_study(study_name=name, storage=default_storage(out))
 
 
 def score_calls(sweep):
@@ -79,6 +85,9 @@ def test_grid_finds_the_known_best_setting(exp_file, tmp_path):
 
 
 def test_resume_after_kill_runs_nothing_finished_twice(exp_file, tmp_path):
+    # the first restart after a SIGKILL works (issue 14): the killed trial stops sending
+    # heartbeats, the restarted sweep fails it through Optuna's fail_stale_trials and runs its
+    # setting again as a queued retry (no Study.tell outside optimize, no Study.stop error)
     slow = {"backend": {**FAKE, "fake": {**FAKE["fake"], "delay": 0.01}}}
     path = exp_file({"preamble": ["base", "detailed"], "shots": [0, 1]}, base=slow)
     exp = Experiment.load(path)
@@ -86,7 +95,7 @@ def test_resume_after_kill_runs_nothing_finished_twice(exp_file, tmp_path):
     third = out / "trials" / setting_slug(exp.settings()[2]) / "labels.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "lab", "sweep", str(path), "--results", str(tmp_path / "results"),
-         "--no-progress"], cwd=ROOT, env={**os.environ, "RLAIF_CACHE_DIR": str(tmp_path / "c")},
+         "--no-progress", "--heartbeat", "1"], cwd=ROOT, env={**os.environ, "RLAIF_CACHE_DIR": str(tmp_path / "c")},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
@@ -98,10 +107,10 @@ def test_resume_after_kill_runs_nothing_finished_twice(exp_file, tmp_path):
     n_pairs = json.loads((out / "trials" / setting_slug(exp.settings()[0]) / "metrics.json")
                          .read_text())["n"]
     assert 0 < kept < n_pairs
-    study = open_study(exp, out)
+    study = study_at(out, exp.name)
     states = [t.state.name for t in study.get_trials()]
     assert states == ["COMPLETE", "COMPLETE", "RUNNING", "WAITING"]
-    again = sweep_of(path, tmp_path)
+    again = sweep_of(path, tmp_path, heartbeat=1)
     study = again.run()
     # the third setting resumes from its kept labels, the fourth runs whole
     assert score_calls(again) == 2 * ((n_pairs - kept) + n_pairs)
