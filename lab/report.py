@@ -10,13 +10,12 @@ after ``rlaif export``, also the exported best setting on the test split.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from lab.export import exported_test_metrics
 from lab.metrics import agreement
 from lab.run import read_records
 from lab.sweep import load_results, ordered_trials
@@ -71,10 +70,9 @@ def build_table(folder: str | Path) -> pd.DataFrame:
             "seconds_per_pair": m["seconds_per_pair"],
             "tokens_per_pair": m["prompt_tokens_per_pair"] + m["generated_tokens_per_pair"],
         })
-    best_test = folder / "best_test_metrics.json"
-    if best_test.is_file() and (folder / "best.yaml").is_file():
-        setting = yaml.safe_load((folder / "best.yaml").read_text())["export"]["setting"]
-        m = json.loads(best_test.read_text())
+    m = exported_test_metrics(folder, exp, study)
+    if m is not None:
+        setting = m["export"]["setting"]
         rows.append({
             "setting": "exported best (" + ", ".join(f"{k}={v}" for k, v in setting.items())
             + f") on the {exp.test_split} split",
