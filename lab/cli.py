@@ -143,10 +143,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
               "rerun the same command to run only the missing settings", file=sys.stderr)
         return 130
     done = complete_trials(study)
-    workers = f" by {args.workers} workers" if args.workers > 1 else ""
-    print(f"{exp.name}: {len(done)} settings complete{workers} ({sweep.evaluated} evaluated "
-          f"now, label cache: {sweep.cache.hits} hits, {sweep.cache.misses} misses) "
-          f"in {sweep.out}")
+    if args.workers > 1:  # each worker printed what it evaluated
+        print(f"{exp.name}: {len(done)} settings complete by {args.workers} workers "
+              f"in {sweep.out}")
+    else:
+        print(f"{exp.name}: {len(done)} settings complete ({sweep.evaluated} evaluated now, "
+              f"label cache: {sweep.cache.hits} hits, {sweep.cache.misses} misses) "
+              f"in {sweep.out}")
     if args.no_report:
         return 0
     from lab.plots import write_plots
