@@ -176,10 +176,12 @@ def sweep_lock(url: str, name: str):
 
 
 def experiment_record(exp: Experiment) -> dict:
-    """The experiment as the study records it: ``data.path`` left out (the data slice is
-    identified by content, so workers may read it from different places)."""
+    """The experiment as the study records it and later sweeps must match: ``data.path`` left
+    out (the data slice is identified by content, so workers may read it from different
+    places), and the ``trials`` budget (a larger budget continues a search)."""
     raw = experiment_dict(exp)
     raw["data"] = {k: v for k, v in raw["data"].items() if k != "path"}
+    raw.pop("trials")
     return raw
 
 
@@ -357,6 +359,7 @@ class Sweep:
             old = json.loads((self.out / "experiment.json").read_text())
             recorded = {**old, "data": {k: v for k, v in old.get("data", {}).items()
                                         if k != "path"}}
+            recorded.pop("trials", None)
         diff = first_difference(recorded, experiment_record(self.exp)) if recorded else None
         if diff:
             raise self._refuse(f"another experiment under this name ({diff})")

@@ -351,3 +351,14 @@ def test_table_shows_the_exported_best_only_while_it_is_current(exp_file, tmp_pa
     assert "exported best" not in write_tables(sweep.out)[0].read_text()
     export_best(sweep.out, progress=False)
     assert row in write_tables(sweep.out)[0].read_text()
+
+
+def test_a_larger_tpe_budget_continues_the_search(exp_file, tmp_path):
+    axes = {"preamble": ["base", "detailed"], "shots": [0, 1]}
+    first = sweep_of(exp_file(axes, name="tpe", sampler="tpe", trials=3), tmp_path)
+    assert len(first.run().get_trials()) == 3
+    more = sweep_of(exp_file(axes, name="tpe", sampler="tpe", trials=5), tmp_path)
+    study = more.run()
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 5
+    assert more.evaluated == 2
+    assert json.loads((more.out / "experiment.json").read_text())["trials"] == 5
