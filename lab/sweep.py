@@ -234,6 +234,7 @@ class Sweep:
         self.progress = progress
         self.explicit_storage = storage is not None
         self.url = storage or default_storage(self.out)
+        public_url(self.url)  # a malformed URL is a one-line error here, not a traceback later
         self.heartbeat = heartbeat
         self.log = log
         self.backends: dict[str, Backend] = {}
