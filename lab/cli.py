@@ -124,20 +124,46 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from lab.errors import ConfigError, RunError
     from lab.experiment import Experiment
-    from lab.sweep import Sweep, complete_trials
+    from lab.sweep import Sweep, complete_trials, load_results, open_cache, run_workers
 
     exp = Experiment.load(args.experiment)
-    sweep = Sweep(exp, root=Path(args.results), progress=not args.no_progress)
+    if args.workers < 1 or args.heartbeat < 1:
+        raise ConfigError("--workers and --heartbeat need a positive whole number")
+    cache = open_cache(args.cache)
+    sweep = Sweep(exp, root=Path(args.results), cache=cache, progress=not args.no_progress,
+                  storage=args.storage, heartbeat=args.heartbeat,
+                  log=sys.stderr if args.workers > 1 else None)
     try:
-        study = sweep.run()
+        if args.workers == 1:
+            study = sweep.run()
+        else:
+            sweep.open()  # one check (and one error message) before the workers start
+            codes = run_workers(exp, Path(args.results), args.workers, args.storage,
+                                args.cache, args.heartbeat)
+            _, study = load_results(sweep.out)
+            lost = [f"worker {i} exited with {c}" for i, c in enumerate(codes) if c != 0]
+            todo = [s for s in exp.settings() if s not in [t.params for t in
+                                                           complete_trials(study)]]
+            if exp.sampler == "grid" and todo:
+                raise RunError(f"{sweep.out}: {len(todo)} settings not complete "
+                                 f"({'; '.join(lost)}); rerun the same command to finish them")
+            if lost:
+                print("note: " + "; ".join(lost) + " (their trials were run by the others)",
+                      file=sys.stderr)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished trials are kept in {sweep.out}; "
               "rerun the same command to run only the missing settings", file=sys.stderr)
         return 130
     done = complete_trials(study)
-    print(f"{exp.name}: {len(done)} settings complete ({sweep.evaluated} evaluated now, "
-          f"label cache: {sweep.cache.hits} hits, {sweep.cache.misses} misses) in {sweep.out}")
+    if args.workers > 1:  # each worker printed what it evaluated
+        print(f"{exp.name}: {len(done)} settings complete by {args.workers} workers "
+              f"in {sweep.out}")
+    else:
+        print(f"{exp.name}: {len(done)} settings complete ({sweep.evaluated} evaluated now, "
+              f"label cache: {sweep.cache.hits} hits, {sweep.cache.misses} misses) "
+              f"in {sweep.out}")
     if args.no_report:
         return 0
     from lab.plots import write_plots
@@ -407,6 +433,15 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="self-contained report.html of a run, sweep or RLAIF run")
     r.add_argument("folder", help="run folder, results/NAME or an RLAIF run folder")
     r.add_argument("--data", help="where the labeled posts are, if not where the run says")
+    s.add_argument("--storage", help="Optuna RDB URL of the study, shared by every worker, e.g. "
+                   "postgresql://user@host/db (default: sqlite results/NAME/study.db)")
+    s.add_argument("--workers", type=int, default=1,
+                   help="worker processes on this machine (default 1); more machines join by "
+                   "running the same command with the same --storage")
+    s.add_argument("--cache", help="label cache: a SQLite file or a database URL (e.g. the "
+                   "--storage URL; default ~/.cache/rlaif-lab/labels.sqlite)")
+    s.add_argument("--heartbeat", type=int, default=5, help="seconds between a trial's "
+                   "heartbeats; a trial silent for 4 of them is run again (default 5)")
     for name, text in (("table", "ablation table"), ("plot", "plots"),
                        ("export", "export the best labeler")):
         p = sub.add_parser(name, help=f"{text} of a sweep's results folder")

@@ -27,7 +27,9 @@ results stay inside ``--results``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ from annotated_types import Ge
 
 from lab.config import ConfigError, RunConfig, build, build_section, load_mapping
 from lab.data import DataConfig
+from lab.prompts import template_digests
 
 # axis name -> (config section, key)
 AXES = {
@@ -155,3 +158,60 @@ def setting_slug(setting: dict) -> str:
     """A folder name for a setting, e.g. ``preamble=base,cot=False,shots=0``."""
     # a preamble named by its path (results/NAME/opt.jinja) stays one folder
     return ",".join(f"{k}={v}" for k, v in setting.items()).replace("/", "_") or "default"
+
+
+# --- run identity: what a finished setting's numbers depend on ---------------------------------
+
+
+def content_hash(obj) -> str:
+    """sha256 (first 16 hex digits) of an object's canonical JSON."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def template_hashes(prompt) -> dict[str, str]:
+    """sha256 (first 16 hex digits) of every template file a prompt config renders
+    (:func:`lab.prompts.template_digests`, which follows every fixed-name include).
+
+    Args:
+        prompt: a :class:`lab.prompts.PromptConfig`.
+    """
+    return {name: digest[:16] for name, digest in template_digests(prompt).items()}
+
+
+def run_identity(config: RunConfig, pairs: list, exemplars: list) -> dict:
+    """What a run's labels depend on: resolved config, data slice content, template files.
+
+    ``data.path`` is left out of the config (the same pairs read from another place, e.g. on
+    another machine, are the same slice); the slice itself enters as a content hash of every
+    selected pair and every few-shot exemplar.
+
+    Returns:
+        ``{"config": ..., "data": hash, "templates": {file: hash}, "hash": hash of all}``.
+    """
+    cfg = config.to_dict()
+    cfg["data"] = {k: v for k, v in cfg["data"].items() if k != "path"}
+    ident = {
+        "config": cfg,
+        "data": content_hash([[dataclasses.asdict(p) for p in pairs],
+                              [dataclasses.asdict(e) for e in exemplars]]),
+        "templates": template_hashes(config.prompt),
+    }
+    ident["hash"] = content_hash(ident)
+    return ident
+
+
+def first_difference(old, new, prefix: str = "") -> str | None:
+    """The first key path where two nested dicts differ, as ``key: old -> new``; None if equal."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old:
+                return f"{path}: (absent) -> {new[key]!r}"
+            if key not in new:
+                return f"{path}: {old[key]!r} -> (absent)"
+            diff = first_difference(old[key], new[key], path)
+            if diff:
+                return diff
+        return None
+    return None if old == new else f"{prefix}: {old!r} -> {new!r}"

@@ -6,29 +6,50 @@ a complete run config (templates, model, decoding) plus an ``export`` section re
 model's weights hash, the template files' hashes, the debiasing, and dev and test alignment.
 ``rlaif label --config results/NAME/best.yaml`` reloads it and reproduces the same labels;
 the other commands (reward-model labeling, win rate) take the same file.
+
+``best_test_metrics.json`` (the test-split metrics the sweep table shows) records which trial
+and run identity it belongs to; :func:`exported_test_metrics` returns it only while that is
+still the sweep's best, so a table never shows an older export's numbers.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 from pathlib import Path
 
+import optuna
 import yaml
 
-from lab.prompts import PROMPTS_DIR, preamble_file
+from lab.errors import RunError
+from lab.experiment import Experiment
+from lab.experiment import template_hashes as _template_hashes
 from lab.run import write_json_atomic
 from lab.sweep import Sweep, best_trial, load_results
 
 
 def template_hashes(config) -> dict[str, str]:
     """sha256 (first 16 hex digits) of every template file the config renders."""
-    ending = "cot" if config.prompt.cot else "direct"
-    names = ["labeler.jinja", "sample.jinja", "exemplar.jinja", f"ending/{ending}.jinja"]
-    files = {n: PROMPTS_DIR / n for n in names}
-    preamble = preamble_file(config.prompt.preamble)
-    files[f"preamble/{config.prompt.preamble}.jinja" if preamble.is_relative_to(PROMPTS_DIR)
-          else config.prompt.preamble] = preamble
-    return {n: hashlib.sha256(f.read_bytes()).hexdigest()[:16] for n, f in files.items()}
+    return _template_hashes(config.prompt)
+
+
+def provenance(exp: Experiment, best: optuna.trial.FrozenTrial) -> dict:
+    """What an export belongs to: the experiment, the best trial and its run identity."""
+    return {"experiment": exp.name, "trial": best.number, "setting": best.params,
+            "dev_identity": (best.user_attrs.get("identity") or {}).get("hash"),
+            "completed": best.datetime_complete.isoformat() if best.datetime_complete else None}
+
+
+def exported_test_metrics(folder: str | Path, exp: Experiment,
+                          study: optuna.Study) -> dict | None:
+    """The exported best's test-split metrics, or None when there is no export or it belongs
+    to another best (an older sweep, another study, other data or templates)."""
+    path = Path(folder) / "best_test_metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    if metrics.get("export") != provenance(exp, best_trial(exp, study)):
+        return None
+    return metrics
 
 
 def export_best(folder: str | Path, progress: bool = True) -> Path:
@@ -38,6 +59,12 @@ def export_best(folder: str | Path, progress: bool = True) -> Path:
     best = best_trial(exp, study)
     setting = best.params
     sweep = Sweep(exp, root=folder.parent, progress=progress)
+    had = (best.user_attrs.get("identity") or {}).get("hash")
+    if had is not None and had != sweep.identity(setting, exp.dev_split)["hash"]:
+        slug = ", ".join(f"{k}={v}" for k, v in setting.items())
+        raise RunError(f"{folder}: the best trial ({slug}) was labeled on other data, "
+                       "templates or config than the current ones; run `rlaif sweep` into a "
+                       "new --results folder first")
     test_metrics, test_dir = sweep.evaluate(setting, exp.test_split)
     config = exp.run_config(setting, exp.test_split)
     dev = best.user_attrs
@@ -66,5 +93,6 @@ def export_best(folder: str | Path, progress: bool = True) -> Path:
         + yaml.safe_dump(record, sort_keys=False)
     )
     tmp.replace(path)
-    write_json_atomic(folder / "best_test_metrics.json", test_metrics)
+    write_json_atomic(folder / "best_test_metrics.json",
+                      {**test_metrics, "export": provenance(exp, best)})
     return path

@@ -22,15 +22,14 @@ footnote. docs/statistics.md explains every number.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from lab import data as data_mod
 from lab import stats
+from lab.export import exported_test_metrics
 from lab.metrics import agreement, compute, distinct_pairs
 from lab.run import read_records
 from lab.sweep import load_results, ordered_trials
@@ -162,12 +161,11 @@ def build_table(folder: str | Path) -> tuple[pd.DataFrame, list[str]]:
     comparisons = [r for r in rows if "p_vs_base" in r]
     for r, adj in zip(comparisons, stats.holm([r["p_vs_base"] for r in comparisons])):
         r["p_holm"] = adj
-    best_test = folder / "best_test_metrics.json"
-    if best_test.is_file() and (folder / "best.yaml").is_file():
-        setting = yaml.safe_load((folder / "best.yaml").read_text())["export"]["setting"]
+    best_test = exported_test_metrics(folder, exp, study)  # None unless it is the current best
+    if best_test is not None:
+        setting = best_test["export"]["setting"]
         rows.append(_row("exported best (" + ", ".join(f"{k}={v}" for k, v in setting.items())
-                         + f") on the {exp.test_split} split",
-                         json.loads(best_test.read_text())))
+                         + f") on the {exp.test_split} split", best_test))
     m0 = compute(runs[0], seed=seed)
     rows.append({"setting": "length-only baseline (same pairs)", "n": m0["n"],
                  "n_pairs": m0["n_pairs"], "alignment": m0["length_baseline"],

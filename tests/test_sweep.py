@@ -9,15 +9,17 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
 from lab.cache import LabelCache
 from lab.config import ConfigError, RunConfig
+from lab.errors import RunError
 from lab.experiment import Experiment, setting_slug
 from lab.report import HEADERS, write_tables
 from lab.run import read_records
-from lab.sweep import Sweep, complete_trials, open_study
+from lab.sweep import Sweep, complete_trials, default_storage
 from tests.conftest import ROOT, tldr_row, write_rows
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -55,10 +57,14 @@ def exp_file(tmp_path):
     return make
 
 
-def sweep_of(path, tmp_path, cache=None):
+def sweep_of(path, tmp_path, cache=None, **kw):
     cache = cache if cache is not None else LabelCache()
     return Sweep(Experiment.load(path), root=tmp_path / "results", cache=cache,
-                 progress=False)
+                 progress=False, **kw)
+
+
+def study_at(out, name):
+    return optuna.load_study(study_name=name, storage=default_storage(out))
 
 
 def score_calls(sweep):
@@ -79,6 +85,9 @@ def test_grid_finds_the_known_best_setting(exp_file, tmp_path):
 
 
 def test_resume_after_kill_runs_nothing_finished_twice(exp_file, tmp_path):
+    # the first restart after a SIGKILL works (issue 14): the killed trial stops sending
+    # heartbeats, the restarted sweep fails it through Optuna's fail_stale_trials and runs its
+    # setting again as a queued retry (no Study.tell outside optimize, no Study.stop error)
     slow = {"backend": {**FAKE, "fake": {**FAKE["fake"], "delay": 0.01}}}
     path = exp_file({"preamble": ["base", "detailed"], "shots": [0, 1]}, base=slow)
     exp = Experiment.load(path)
@@ -86,7 +95,8 @@ def test_resume_after_kill_runs_nothing_finished_twice(exp_file, tmp_path):
     third = out / "trials" / setting_slug(exp.settings()[2]) / "labels.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "lab", "sweep", str(path), "--results", str(tmp_path / "results"),
-         "--no-progress"], cwd=ROOT, env={**os.environ, "RLAIF_CACHE_DIR": str(tmp_path / "c")},
+         "--no-progress", "--heartbeat", "1"], cwd=ROOT,
+        env={**os.environ, "RLAIF_CACHE_DIR": str(tmp_path / "c")},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
@@ -98,10 +108,10 @@ def test_resume_after_kill_runs_nothing_finished_twice(exp_file, tmp_path):
     n_pairs = json.loads((out / "trials" / setting_slug(exp.settings()[0]) / "metrics.json")
                          .read_text())["n"]
     assert 0 < kept < n_pairs
-    study = open_study(exp, out)
+    study = study_at(out, exp.name)
     states = [t.state.name for t in study.get_trials()]
     assert states == ["COMPLETE", "COMPLETE", "RUNNING", "WAITING"]
-    again = sweep_of(path, tmp_path)
+    again = sweep_of(path, tmp_path, heartbeat=1)
     study = again.run()
     # the third setting resumes from its kept labels, the fourth runs whole
     assert score_calls(again) == 2 * ((n_pairs - kept) + n_pairs)
@@ -256,3 +266,100 @@ def test_report_commands_on_a_folder_without_a_sweep(tmp_path):
         assert r.returncode == 2
         assert r.stderr.strip() == (f"error: {tmp_path}: no experiment.json; "
                                     "run `rlaif sweep` for it first")
+
+
+def sweep_cli(path, results, tmp_path):
+    env = {**os.environ, "RLAIF_CACHE_DIR": str(tmp_path / "cache")}
+    return subprocess.run([sys.executable, "-m", "lab", "sweep", str(path), "--results",
+                           str(results), "--no-progress", "--no-report"], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("change, difference", [
+    ({"data": {"n": 8}}, "another experiment under this name (data.n: 12 -> 8)"),
+    ({"base": {"backend": {**FAKE, "fake": {**FAKE["fake"], "noise": 0.9}}}},
+     "another experiment under this name (base.backend.fake.noise: 0.3 -> 0.9)"),
+    ({"axes": {"preamble": ["base", "detailed"], "shots": [0, 1]}},
+     "another experiment under this name (axes.shots: (absent) -> [0, 1])"),
+])
+def test_reusing_a_results_folder_for_another_experiment_is_refused(
+        exp_file, tmp_path, change, difference):
+    # issue 14: B after A with the same name must never table A's numbers as B's
+    first = exp_file({"preamble": ["base", "detailed"]})
+    spec = yaml.safe_load(first.read_text())
+    spec["data"]["n"] = 12
+    first.write_text(yaml.safe_dump(spec))
+    results = tmp_path / "results"
+    assert sweep_cli(first, results, tmp_path).returncode == 0
+    before = (results / "demo" / "experiment.json").read_text()
+    second = tmp_path / "b" / "demo.yaml"
+    second.parent.mkdir()
+    data = {**spec["data"], **change.get("data", {})}
+    second.write_text(yaml.safe_dump({**spec, **change, "data": data}))
+    r = sweep_cli(second, results, tmp_path)
+    assert r.returncode == 2 and r.stdout == ""
+    out = results / "demo"
+    assert r.stderr == (f"error: {out}: the study 'demo' holds {difference}; use "
+                        f"another --results folder (or experiment name), or move {out} "
+                        "away\n")
+    assert (out / "experiment.json").read_text() == before  # A's record is left as it was
+    # the same experiment again is fine (nothing left to run)
+    again = sweep_cli(first, results, tmp_path)
+    assert again.returncode == 0 and "(0 evaluated now" in again.stdout
+
+
+def test_changed_data_or_template_content_is_refused(exp_file, tmp_path, monkeypatch):
+    path = exp_file({"preamble": ["base", "detailed"]})
+    sweep_of(path, tmp_path).run()
+    # the same experiment file, but the data file's content changed (one summary edited)
+    data = Path(yaml.safe_load(path.read_text())["data"]["path"])
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    rows[3]["summaries"][0]["text"] += " edited"
+    write_rows(data, rows)
+    with pytest.raises(RunError, match=r"trial 0 \(preamble=base\) labeled with another data "
+                       r"slice \(the pairs' content differs\)"):
+        sweep_of(path, tmp_path).run()
+    rows[3]["summaries"][0]["text"] = rows[3]["summaries"][0]["text"][:-len(" edited")]
+    write_rows(data, rows)
+    sweep_of(path, tmp_path).run()  # restored: accepted again
+    # a template's text changed since the trials were labeled
+    import shutil
+
+    import lab.experiment
+
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    (prompts / "preamble" / "base.jinja").write_text("A different preamble.\n")
+    monkeypatch.setattr(lab.experiment, "PROMPTS_DIR", prompts)
+    with pytest.raises(RunError, match=r"trial 0 \(preamble=base\) labeled with other template "
+                       r"text \(preamble/base.jinja changed since\)"):
+        sweep_of(path, tmp_path).run()
+
+
+def test_table_shows_the_exported_best_only_while_it_is_current(exp_file, tmp_path):
+    from lab.export import export_best
+
+    path = exp_file({"preamble": ["base", "detailed"]})
+    sweep = sweep_of(path, tmp_path)
+    sweep.run()
+    export_best(sweep.out, progress=False)
+    row = "exported best (preamble=detailed) on the all split"
+    assert row in write_tables(sweep.out)[0].read_text()
+    # the study starts over (another machine, a moved study.db): the export belongs to the
+    # old study's best trial, so the table leaves it out until `rlaif export` runs again
+    (sweep.out / "study.db").rename(tmp_path / "old-study.db")
+    sweep_of(path, tmp_path).run()
+    assert "exported best" not in write_tables(sweep.out)[0].read_text()
+    export_best(sweep.out, progress=False)
+    assert row in write_tables(sweep.out)[0].read_text()
+
+
+def test_a_larger_tpe_budget_continues_the_search(exp_file, tmp_path):
+    axes = {"preamble": ["base", "detailed"], "shots": [0, 1]}
+    first = sweep_of(exp_file(axes, name="tpe", sampler="tpe", trials=3), tmp_path)
+    assert len(first.run().get_trials()) == 3
+    more = sweep_of(exp_file(axes, name="tpe", sampler="tpe", trials=5), tmp_path)
+    study = more.run()
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 5
+    assert more.evaluated == 2
+    assert json.loads((more.out / "experiment.json").read_text())["trials"] == 5
