@@ -12,6 +12,7 @@ Subcommands:
   rl train        A2C: optimise a policy against the reward model (or the labeler itself)
   winrate         the labeler judges the trained policy against the starting policy
   optimize        optimise the labeler's preamble with DSPy against human labels
+  report          one self-contained report.html of a run, sweep or RLAIF run folder
   cache info      where the per-pair label cache is and how many labels it holds
   cache verify    check every cached label (checksum, probabilities); lists bad entries
   cache clear     delete the label cache (it is rebuilt as labels are computed)
@@ -471,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"label": cmd_label, "sweep": cmd_sweep, "table": cmd_table, "plot": cmd_plot,
                 "export": cmd_export, "models": cmd_models, "rm": cmd_rm,
                 "rl": cmd_rl, "winrate": cmd_winrate, "optimize": cmd_optimize,
-                "cache": cmd_cache}
+                "report": cmd_report, "cache": cmd_cache}
     try:
         return handlers[args.command](args)
     except USER_ERRORS as err:

@@ -176,6 +176,8 @@ def template_digests(config: PromptConfig) -> dict[str, str]:
     """
     from jinja2 import meta
 
+    if is_preamble_path(config.preamble):
+        _preamble_template(config.preamble)  # a missing or broken file: its own one-line error
     preamble = (str(preamble_file(config.preamble)) if is_preamble_path(config.preamble)
                 else f"preamble/{config.preamble}.jinja")
     todo = ["labeler.jinja", "ending/direct.jinja", "ending/cot.jinja", preamble]

@@ -325,12 +325,12 @@ def test_changed_data_or_template_content_is_refused(exp_file, tmp_path, monkeyp
     # a template's text changed since the trials were labeled
     import shutil
 
-    import lab.experiment
+    import lab.prompts
 
     prompts = tmp_path / "prompts"
     shutil.copytree(ROOT / "prompts", prompts)
     (prompts / "preamble" / "base.jinja").write_text("A different preamble.\n")
-    monkeypatch.setattr(lab.experiment, "PROMPTS_DIR", prompts)
+    monkeypatch.setattr(lab.prompts, "PROMPTS_DIR", prompts)
     with pytest.raises(RunError, match=r"trial 0 \(preamble=base\) labeled with other template "
                        r"text \(preamble/base.jinja changed since\)"):
         sweep_of(path, tmp_path).run()
