@@ -1,0 +1,143 @@
+"""Batched labeling: ``Labeler.label_many`` gives the records one-at-a-time labeling gives,
+with one backend call per stage for a chunk, and a run that dies mid-chunk loses at most that
+chunk (fault injected with the fake backend's ``fail_at_call``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab.backends import BackendConfig, batch_pairs
+from lab.backends.fake import FakeBackend, FakeFault
+from lab.cache import LabelCache
+from lab.config import RunConfig
+from lab.data import DataConfig, Pair
+from lab.errors import ConfigError
+from lab.label import DecodeConfig, Labeler
+from lab.prompts import PromptConfig
+from lab.run import read_records, run_label
+from tests.conftest import tldr_row, write_rows
+
+KNOBS = dict(length=0.7, skill=2.0, noise=0.5, rationale=1.5)
+SETTINGS = {
+    "direct": (PromptConfig("base"), DecodeConfig()),
+    "cot": (PromptConfig("base", cot=True), DecodeConfig()),
+    "self-consistency": (PromptConfig("base", cot=True),
+                         DecodeConfig(samples=3, temperature=1.0, seed=5)),
+}
+
+
+def pairs(n: int) -> list[Pair]:
+    return [Pair(f"k{i}", f"t3_{i}", f"My cat number {i} ate my homework and the dog food.",
+                 "", "", f"cat {i} ate homework", f"a long summary about cat {i} and a dog",
+                 float(i % 2), 2, "w") for i in range(n)]
+
+
+def strip(record: dict) -> str:
+    """A record as saved, without its timing."""
+    return json.dumps({k: v for k, v in record.items() if k != "seconds"})
+
+
+def cache_rows(cache: LabelCache) -> list[tuple[str, str]]:
+    rows = cache._db.execute("SELECT key, value FROM labels ORDER BY key").fetchall()
+    return [(k, strip(json.loads(v))) for k, v in rows]
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_label_many_records_equal_one_at_a_time(setting):
+    prompt, decode = SETTINGS[setting]
+    chunk = pairs(6)
+    chunk.insert(3, chunk[1])  # a repeat within the chunk: alone, a cache hit
+    ones, many = LabelCache(), LabelCache()
+    for cache in (ones, many):  # one pair already cached before the chunk
+        Labeler(FakeBackend(**KNOBS), prompt, decode, [], cache).label(chunk[4])
+    alone = Labeler(FakeBackend(**KNOBS), prompt, decode, [], ones)
+    together = Labeler(FakeBackend(**KNOBS), prompt, decode, [], many)
+    expected = [alone.label(p) for p in chunk]
+    got = list(together.label_many(chunk))
+    assert [strip(r) for r in got] == [strip(r) for r in expected]
+    assert [r["cache_hit"] for r in got] == [False, False, False, True, True, False, False]
+    assert cache_rows(many) == cache_rows(ones) and len(cache_rows(many)) == 6
+    assert (many.hits, many.misses) == (ones.hits, ones.misses) == (2, 6)
+    # 5 pairs computed: 5 score calls one at a time (and 5 generate calls with CoT), 1 batched
+    stages = 2 if prompt.cot else 1
+    assert alone.backend.backend_calls == 5 * stages
+    assert together.backend.backend_calls == stages
+    assert together.backend.calls == alone.backend.calls
+
+
+def test_one_call_per_stage_carries_every_prompt_of_the_chunk():
+    lab = Labeler(FakeBackend(**KNOBS), *SETTINGS["self-consistency"], [])
+    records = list(lab.label_many(pairs(4)))
+    # 4 pairs x 2 orders decoded in one call, 3 rationales each scored in one call
+    assert lab.backend.backend_calls == 2
+    assert lab.backend.calls == {"score": 4 * 2 * 3, "generate": 4 * 2 * 3}
+    assert [len(r["rationales"]["fwd"]) for r in records] == [3] * 4
+
+
+class OneSeedBackend(FakeBackend):
+    """A backend whose ``generate`` takes one seed per call (as the transformers one)."""
+
+    per_prompt_seeds = False
+
+    def generate(self, prompts, n, max_tokens, temperature, seed):
+        assert isinstance(seed, int) and len(prompts) == 2
+        return super().generate(prompts, n, max_tokens, temperature, seed)
+
+
+def test_backend_with_one_seed_per_call_decodes_pair_by_pair():
+    prompt, decode = SETTINGS["self-consistency"]
+    alone = Labeler(OneSeedBackend(**KNOBS), prompt, decode, [])
+    lab = Labeler(OneSeedBackend(**KNOBS), prompt, decode, [])
+    got = list(lab.label_many(pairs(3)))
+    assert [strip(r) for r in got] == [strip(alone.label(p)) for p in pairs(3)]
+    assert lab.backend.backend_calls == 3 + 1  # a generate call per pair, one score call
+
+
+def test_batch_pairs_defaults_per_backend():
+    assert batch_pairs(BackendConfig("transformers")) == 1
+    assert batch_pairs(BackendConfig("vllm")) == 64
+    assert batch_pairs(BackendConfig("openai")) == 16
+    assert batch_pairs(BackendConfig("openai", concurrency=3)) == 6
+    assert batch_pairs(BackendConfig("fake")) == 1
+    assert batch_pairs(BackendConfig("transformers", batch_pairs=5)) == 5
+    with pytest.raises(ConfigError, match=r"backend.batch_pairs must be >= 1, not 0"):
+        batch_pairs(BackendConfig("fake", batch_pairs=0))
+
+
+def run_config(path, cot: bool, batch: int) -> RunConfig:
+    return RunConfig(data=DataConfig(path=str(path), confidence="all", split="all"),
+                     prompt=PromptConfig("base", cot=cot),
+                     backend=BackendConfig(backend="fake", fake=KNOBS, batch_pairs=batch))
+
+
+@pytest.mark.parametrize("cot, fail_at, kept", [
+    (False, 1, 0), (False, 3, 8), (True, 2, 0), (True, 4, 4), (True, 5, 8)])
+def test_a_run_killed_mid_chunk_loses_only_that_chunk(tmp_path, cot, fail_at, kept):
+    data = write_rows(tmp_path / "c.json", [tldr_row(i, choice=i % 2) for i in range(12)])
+    config = run_config(data, cot, batch=4)  # 3 chunks; with CoT 2 calls per chunk
+    run_label(config, tmp_path / "clean", backend=FakeBackend(**KNOBS), progress=False)
+    clean = [strip(r) for r in read_records(tmp_path / "clean" / "labels.jsonl")]
+    out = tmp_path / "run"
+    with pytest.raises(FakeFault, match=f"injected fault at call {fail_at}"):
+        run_label(config, out, backend=FakeBackend(**KNOBS, fail_at_call=fail_at),
+                  progress=False)
+    assert [strip(r) for r in read_records(out / "labels.jsonl")] == clean[:kept]
+    again = FakeBackend(**KNOBS)
+    run_label(config, out, backend=again, progress=False)  # resume: only the missing pairs
+    assert again.calls["score"] == (12 - kept) * 2
+    assert again.backend_calls == (12 - kept) // 4 * (2 if cot else 1)
+    assert [strip(r) for r in read_records(out / "labels.jsonl")] == clean
+
+
+def test_batched_run_equals_one_pair_run(tmp_path):
+    data = write_rows(tmp_path / "c.json", [tldr_row(i, choice=i % 2) for i in range(10)])
+    files = {}
+    for batch in (1, 3, 64):
+        out = tmp_path / f"b{batch}"
+        backend = FakeBackend(**KNOBS)
+        run_label(run_config(data, True, batch), out, backend=backend, progress=False)
+        files[batch] = [strip(r) for r in read_records(out / "labels.jsonl")]
+        assert backend.backend_calls == 2 * -(-10 // batch)  # generate + score per chunk
+    assert files[1] == files[3] == files[64] and len(files[1]) == 10
