@@ -73,6 +73,7 @@ class LatencyStub(BaseHTTPRequestHandler):
     """An OpenAI-compatible completions endpoint that answers after ``latency`` seconds."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # no 40 ms Nagle / delayed-ACK stall per answer
     latency = 0.2
 
     def do_POST(self):  # noqa: N802

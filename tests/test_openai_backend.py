@@ -27,8 +27,10 @@ class Stub(BaseHTTPRequestHandler):
     """
 
     protocol_version = "HTTP/1.1"  # keep-alive
+    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stall per answer
     script: list = []
     seen: list = []  # (path, body, client port, arrival time)
+    served: list = []  # the port of the server that took each request
     lock = threading.Lock()
     in_flight = 0
     most_in_flight = 0
@@ -37,6 +39,7 @@ class Stub(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with Stub.lock:
             Stub.seen.append((self.path, body, self.client_address[1], time.monotonic()))
+            Stub.served.append(self.server.server_address[1])
             status, reply, headers, delay = (Stub.script.pop(0) if Stub.script
                                              else (500, {}, {}, 0))
             Stub.in_flight += 1
@@ -61,17 +64,27 @@ class Stub(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server():
-    RELEASE.clear()
+def start_stub() -> tuple[str, ThreadingHTTPServer]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-    Stub.script, Stub.seen, Stub.in_flight, Stub.most_in_flight = [], [], 0, 0
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    return f"http://127.0.0.1:{httpd.server_address[1]}/v1", httpd
+
+
+def stop_stub(httpd: ThreadingHTTPServer) -> None:
     RELEASE.set()
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    RELEASE.clear()
+    Stub.script, Stub.seen, Stub.in_flight, Stub.most_in_flight = [], [], 0, 0
+    Stub.served = []
+    url, httpd = start_stub()
+    yield url
+    stop_stub(httpd)
 
 
 def ok(reply: dict, headers: dict | None = None, delay: float = 0.0) -> tuple:
@@ -250,3 +263,27 @@ def test_generate_sends_one_seed_per_prompt(server):
     assert gens[0][0].tokens == 4
     assert [(body["prompt"], body["seed"], body["n"], body["temperature"])
             for _, body, _, _ in Stub.seen] == [("a", 11, 1, 0.0), ("b", 12, 1, 0.0)]
+
+
+def test_several_servers_share_the_requests_round_robin(server):
+    other, httpd = start_stub()
+    try:
+        Stub.script = [ok(completion({"1": -0.5, "2": -1.0}))] * 4
+        b = OpenAIBackend("m", f"{server}, {other}/", concurrency=1)
+        assert b.identity == f"openai:{server},{other}:m"
+        assert len(b.score(["a", "b", "c", "d"], ["1", "2"])) == 4
+        ports = [int(u.rsplit(":", 1)[1].split("/")[0]) for u in (server, other)]
+        assert Stub.served == ports * 2
+    finally:
+        stop_stub(httpd)
+
+
+def test_a_dead_server_in_the_list_is_retried_on_the_next(server, monkeypatch):
+    waits = []
+    monkeypatch.setattr("lab.backends.openai_http._wait", waits.append)
+    Stub.script = [ok(completion({"1": -0.5, "2": -1.0}))] * 4
+    b = OpenAIBackend("m", f"{server},http://127.0.0.1:9/v1", concurrency=1)
+    scores = b.score(["a", "b", "c", "d"], ["1", "2"])
+    assert [s.logprobs for s in scores] == [(-0.5, -1.0)] * 4
+    # live, dead -> live, dead -> live, dead -> live: 7 requests, 3 backoffs of 0.5 s
+    assert b.requests == 7 and len(Stub.seen) == 4 and waits == [0.5] * 3

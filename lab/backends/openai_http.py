@@ -7,13 +7,14 @@ The preference is read from the log-probabilities the server returns for the nex
 missing, or a log-prob that is NaN or infinite, is a :class:`BackendError` naming the server,
 the model and the fix; it is never turned into a label.
 
-One ``openai.OpenAI`` client (one pool of keep-alive connections) serves a thread pool that
-keeps ``concurrency`` requests in flight; the labeler hands it a whole chunk of pairs at a
-time. The client's own retries are off: each request is retried here on a timeout, a refused
-connection, 408, 409, 429 and 5xx, waiting as the server's ``Retry-After`` (or
-``retry-after-ms``) says or with exponential backoff, at most ``max_retries`` times and never
-past ``retry_budget`` seconds from the first attempt, so a hanging server gives an error in
-bounded time.
+One ``openai.OpenAI`` client (one pool of keep-alive connections) per server serves a thread
+pool that keeps ``concurrency`` requests in flight; the labeler hands it a whole chunk of pairs
+at a time. Several servers of one model (``base_url`` a comma-separated list) take requests
+round-robin. The client's own retries are off: each request is retried here, on the next
+server, after a timeout, a refused connection, 408, 409, 429 or 5xx, waiting as the server's
+``Retry-After`` (or ``retry-after-ms``) says or with exponential backoff, at most
+``max_retries`` times and never past ``retry_budget`` seconds from the first attempt, so a
+hanging server gives an error in bounded time.
 
 ``completions`` sends the prompt as given, so with a ``tokenizer`` (catalog name or folder) the
 model's chat template formats it exactly as the local backends do; ``chat`` sends the whole
@@ -23,8 +24,10 @@ prompt, ending in ``Preferred Summary=``, as one user message (hosted chat model
 from __future__ import annotations
 
 import email.utils
+import itertools
 import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -51,7 +54,9 @@ class OpenAIBackend:
 
         Args:
             model: the model name the server knows.
-            base_url: the server, e.g. ``http://127.0.0.1:8000/v1``.
+            base_url: the server, e.g. ``http://127.0.0.1:8000/v1``, or several separated
+                by commas (servers of one model: requests go round-robin, and a retry goes
+                to the next server).
             endpoint: ``completions`` or ``chat``.
             tokenizer: catalog name or folder whose chat template formats completions prompts.
             chat: ``off`` sends completions prompts without a chat template.
@@ -72,12 +77,16 @@ class OpenAIBackend:
                 f"openai backend: timeout ({timeout}) and retry_budget ({retry_budget}) must "
                 f"be > 0, max_retries ({max_retries}) >= 0 and top_logprobs ({top_logprobs}) "
                 ">= 1")
-        self.model, self.base_url, self.endpoint = model, base_url.rstrip("/"), endpoint
+        self.urls = [u.strip().rstrip("/") for u in base_url.split(",") if u.strip()]
+        self.model, self.base_url, self.endpoint = model, ",".join(self.urls), endpoint
         self.timeout, self.max_retries, self.budget = timeout, max_retries, retry_budget
         self.top = top_logprobs
         # local servers take any key; the client insists on one
-        self.client = openai.OpenAI(api_key=os.environ.get(api_key_env) or "none",
-                                    base_url=self.base_url, timeout=timeout, max_retries=0)
+        key = os.environ.get(api_key_env) or "none"
+        self.clients = [openai.OpenAI(api_key=key, base_url=url, timeout=timeout, max_retries=0)
+                        for url in self.urls]
+        self._turn = itertools.count()
+        self._turn_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
         self.tokenizer = None
         if tokenizer and endpoint == "completions" and chat != "off":
@@ -99,28 +108,37 @@ class OpenAIBackend:
             return format_chat(self.tokenizer, user, assistant)
         return f"{user}\n\n{assistant}"
 
-    def _where(self) -> str:
-        return f"{self.base_url} (model {self.model})"
+    def _where(self, url: str) -> str:
+        return f"{url} (model {self.model})"
 
-    def _request(self, prompt: str, **params) -> dict:
-        """One completion with retries inside the budget; returns the response as a dict."""
+    def _next(self) -> tuple[openai.OpenAI, str]:
+        """The client (and its URL) the next request goes to: round-robin over the servers."""
+        with self._turn_lock:
+            i = next(self._turn) % len(self.clients)
+        return self.clients[i], self.urls[i]
+
+    def _request(self, prompt: str, **params) -> tuple[dict, str]:
+        """One completion with retries inside the budget: (the response as a dict, its URL)."""
         if self.endpoint == "completions":
-            create, body = self.client.completions.create, {"prompt": prompt}
+            body = {"prompt": prompt}
         else:
-            create = self.client.chat.completions.create
             body = {"messages": [{"role": "user", "content": prompt}]}
         start = time.monotonic()
         deadline = start + self.budget
         for attempt in range(self.max_retries + 1):
+            client, url = self._next()
+            create = (client.completions.create if self.endpoint == "completions"
+                      else client.chat.completions.create)
             left = deadline - time.monotonic()
             self.requests += 1
             try:
-                return create(model=self.model, **body, **params,
-                              timeout=max(min(self.timeout, left), 0.01)).model_dump()
+                out = create(model=self.model, **body, **params,
+                             timeout=max(min(self.timeout, left), 0.01))
+                return out.model_dump(), url
             except openai.APIStatusError as err:
                 failure = f"HTTP {err.status_code}: {_detail(err)}"
                 if err.status_code not in RETRY_STATUS:
-                    raise BackendError(f"{self._where()}: {failure}") from None
+                    raise BackendError(f"{self._where(url)}: {failure}") from None
                 wait = _retry_after(err.response.headers)
             except openai.APITimeoutError:
                 failure, wait = f"no answer within {min(self.timeout, left):.2g} s", None
@@ -131,7 +149,7 @@ class OpenAIBackend:
             spent = time.monotonic() - start
             if attempt == self.max_retries or time.monotonic() + wait >= deadline:
                 raise BackendError(
-                    f"{self._where()}: {failure}; gave up after {attempt + 1} attempts in "
+                    f"{self._where(url)}: {failure}; gave up after {attempt + 1} attempts in "
                     f"{spent:.1f} s (--timeout {self.timeout:g}, --max-retries "
                     f"{self.max_retries}, --retry-budget {self.budget:g}); is the server up?"
                 ) from None
@@ -140,11 +158,11 @@ class OpenAIBackend:
 
     def _score_one(self, prompt: str, candidates: list[str]) -> Score:
         if self.endpoint == "completions":
-            out = self._request(prompt, max_tokens=1, temperature=0.0, logprobs=self.top)
+            out, url = self._request(prompt, max_tokens=1, temperature=0.0, logprobs=self.top)
         else:
-            out = self._request(prompt, max_tokens=1, temperature=0.0, logprobs=True,
-                                top_logprobs=self.top)
-        top = _top_logprobs(out, self.endpoint, self._where())
+            out, url = self._request(prompt, max_tokens=1, temperature=0.0, logprobs=True,
+                                     top_logprobs=self.top)
+        top = _top_logprobs(out, self.endpoint, self._where(url))
         missing = [c for c in candidates if c not in top]
         if missing:
             shown = ", ".join(repr(t) for t in sorted(top, key=top.get, reverse=True)[:5])
@@ -152,12 +170,12 @@ class OpenAIBackend:
                    "raise its limit (vllm serve --max-logprobs)" if len(top) < self.top else
                    f"raise --top-logprobs (now {self.top})")
             raise BackendError(
-                f"{self._where()}: no log-prob for {missing} among the server's top next "
+                f"{self._where(url)}: no log-prob for {missing} among the server's top next "
                 f"tokens ({shown}); a label needs both; {fix}, and check that the prompt ends "
                 "right before the answer")
         bad = {c: top[c] for c in candidates if not math.isfinite(top[c])}
         if bad:
-            raise BackendError(f"{self._where()}: the server returned non-finite log-probs "
+            raise BackendError(f"{self._where(url)}: the server returned non-finite log-probs "
                                f"{bad}; not saved as a label; check the server and model")
         usage = out.get("usage") or {}
         return Score(tuple(top[c] for c in candidates), int(usage.get("prompt_tokens") or 0))
@@ -172,8 +190,8 @@ class OpenAIBackend:
         seeds = seed if isinstance(seed, list) else [seed] * len(prompts)
 
         def one(prompt: str, seed: int) -> list[Generation]:
-            out = self._request(prompt, n=k, max_tokens=max_tokens,
-                                temperature=temperature if sample else 0.0, seed=seed)
+            out, _ = self._request(prompt, n=k, max_tokens=max_tokens,
+                                   temperature=temperature if sample else 0.0, seed=seed)
             gens = []
             for choice in out["choices"]:
                 text = choice.get("text") if self.endpoint == "completions" else (
@@ -186,7 +204,8 @@ class OpenAIBackend:
     def close(self) -> None:
         """Close the connections and the request threads."""
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.client.close()
+        for client in self.clients:
+            client.close()
 
 
 def _wait(seconds: float) -> None:
