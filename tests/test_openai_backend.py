@@ -171,7 +171,7 @@ def test_non_finite_logprob_is_an_error(server, value):
 
 def test_500_then_success_backs_off_and_retries(server, monkeypatch):
     waits = []
-    monkeypatch.setattr("lab.backends.openai_http._wait", waits.append)
+    monkeypatch.setattr("lab.backends.openai_http._wait", lambda s, abort: waits.append(s))
     Stub.script = [(500, {"error": "oops"}, {}, 0), (503, {}, {}, 0),
                    ok(completion({"1": -0.5, "2": -1.0}))]
     b = OpenAIBackend("m", server, concurrency=1)
@@ -190,7 +190,7 @@ def test_429_retry_after_is_honoured(server):
 
 def test_retry_after_ms_and_a_wait_past_the_budget(server, monkeypatch):
     waits = []
-    monkeypatch.setattr("lab.backends.openai_http._wait", waits.append)
+    monkeypatch.setattr("lab.backends.openai_http._wait", lambda s, abort: waits.append(s))
     Stub.script = [(429, {}, {"retry-after-ms": "250"}, 0), ok(completion({"1": -1, "2": -1})),
                    (429, {}, {"Retry-After": "3600"}, 0)]
     b = OpenAIBackend("m", server, concurrency=1, retry_budget=60)
@@ -228,7 +228,7 @@ def test_hanging_server_fails_after_max_retries(server):
 
 
 def test_unreachable_server_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr("lab.backends.openai_http._wait", lambda s: None)
+    monkeypatch.setattr("lab.backends.openai_http._wait", lambda s, abort: None)
     b = OpenAIBackend("m", "http://127.0.0.1:9/v1", max_retries=1, timeout=2)
     with pytest.raises(BackendError, match=r"cannot connect .*gave up after 2 attempts .*"
                                            r"is the server up\?$"):
@@ -280,10 +280,23 @@ def test_several_servers_share_the_requests_round_robin(server):
 
 def test_a_dead_server_in_the_list_is_retried_on_the_next(server, monkeypatch):
     waits = []
-    monkeypatch.setattr("lab.backends.openai_http._wait", waits.append)
+    monkeypatch.setattr("lab.backends.openai_http._wait", lambda s, abort: waits.append(s))
     Stub.script = [ok(completion({"1": -0.5, "2": -1.0}))] * 4
     b = OpenAIBackend("m", f"{server},http://127.0.0.1:9/v1", concurrency=1)
     scores = b.score(["a", "b", "c", "d"], ["1", "2"])
     assert [s.logprobs for s in scores] == [(-0.5, -1.0)] * 4
     # live, dead -> live, dead -> live, dead -> live: 7 requests, 3 backoffs of 0.5 s
     assert b.requests == 7 and len(Stub.seen) == 4 and waits == [0.5] * 3
+
+
+def test_first_failure_ends_the_call_and_stops_the_other_requests(server):
+    Stub.script = [ok(completion({"1": -0.5, "2": -1.0}))]
+    b = OpenAIBackend("m", server, concurrency=4, timeout=0.5, max_retries=5)
+    b.score(["warm-up"], ["1", "2"])  # the client's first request is slower
+    Stub.script = [(400, {"error": "bad"}, {}, 0)] + [ok({}, delay=None)] * 20
+    start = time.monotonic()
+    with pytest.raises(BackendError, match="HTTP 400"):
+        b.score([f"p{i}" for i in range(8)], ["1", "2"])
+    assert time.monotonic() - start < 0.4  # not after the hanging requests time out
+    time.sleep(1.0)  # the 3 hanging requests time out now and are not retried
+    assert len(Stub.seen) == 1 + 4 and b.requests == 1 + 4

@@ -23,6 +23,7 @@ prompt, ending in ``Preferred Summary=``, as one user message (hosted chat model
 
 from __future__ import annotations
 
+import concurrent.futures
 import email.utils
 import itertools
 import math
@@ -117,8 +118,12 @@ class OpenAIBackend:
             i = next(self._turn) % len(self.clients)
         return self.clients[i], self.urls[i]
 
-    def _request(self, prompt: str, **params) -> tuple[dict, str]:
-        """One completion with retries inside the budget: (the response as a dict, its URL)."""
+    def _request(self, prompt: str, abort: threading.Event, **params) -> tuple[dict, str]:
+        """One completion with retries inside the budget: (the response as a dict, its URL).
+
+        Stops before its next attempt (or during a wait) once ``abort`` is set: another
+        request of the same call has failed, and the call is failing anyway.
+        """
         if self.endpoint == "completions":
             body = {"prompt": prompt}
         else:
@@ -126,6 +131,8 @@ class OpenAIBackend:
         start = time.monotonic()
         deadline = start + self.budget
         for attempt in range(self.max_retries + 1):
+            if abort.is_set():
+                raise BackendError("cancelled: another request of this call failed")
             client, url = self._next()
             create = (client.completions.create if self.endpoint == "completions"
                       else client.chat.completions.create)
@@ -153,15 +160,44 @@ class OpenAIBackend:
                     f"{spent:.1f} s (--timeout {self.timeout:g}, --max-retries "
                     f"{self.max_retries}, --retry-budget {self.budget:g}); is the server up?"
                 ) from None
-            _wait(wait)
+            _wait(wait, abort)
         raise AssertionError("unreachable")
 
-    def _score_one(self, prompt: str, candidates: list[str]) -> Score:
+    def _all(self, fn, *args: list) -> list:
+        """``fn`` over the arguments on the request threads, results in order.
+
+        The first failure is raised as soon as it happens: the requests not yet started are
+        cancelled and the running ones stop retrying, so a failing call ends within one
+        ``timeout`` of its first error (and a Ctrl-C does not wait for the whole chunk).
+        """
+        abort = threading.Event()
+
+        def run(*a):
+            try:
+                return fn(*a, abort)
+            except BaseException:
+                abort.set()  # before this thread takes the next request
+                raise
+
+        futures = [self.pool.submit(run, *a) for a in zip(*args)]
+        try:
+            done, _ = concurrent.futures.wait(futures, return_when="FIRST_EXCEPTION")
+            failed = [f for f in futures if f in done and f.exception() is not None]
+            if failed:
+                raise failed[0].exception()
+            return [f.result() for f in futures]
+        finally:
+            abort.set()
+            for future in futures:
+                future.cancel()
+
+    def _score_one(self, prompt: str, candidates: list[str], abort: threading.Event) -> Score:
         if self.endpoint == "completions":
-            out, url = self._request(prompt, max_tokens=1, temperature=0.0, logprobs=self.top)
+            out, url = self._request(prompt, abort, max_tokens=1, temperature=0.0,
+                                     logprobs=self.top)
         else:
-            out, url = self._request(prompt, max_tokens=1, temperature=0.0, logprobs=True,
-                                     top_logprobs=self.top)
+            out, url = self._request(prompt, abort, max_tokens=1, temperature=0.0,
+                                     logprobs=True, top_logprobs=self.top)
         top = _top_logprobs(out, self.endpoint, self._where(url))
         missing = [c for c in candidates if c not in top]
         if missing:
@@ -181,7 +217,7 @@ class OpenAIBackend:
         return Score(tuple(top[c] for c in candidates), int(usage.get("prompt_tokens") or 0))
 
     def score(self, prompts: list[str], candidates: list[str]) -> list[Score]:
-        return list(self.pool.map(lambda p: self._score_one(p, candidates), prompts))
+        return self._all(self._score_one, prompts, [candidates] * len(prompts))
 
     def generate(self, prompts: list[str], n: int, max_tokens: int, temperature: float,
                  seed: int | list[int]) -> list[list[Generation]]:
@@ -189,8 +225,8 @@ class OpenAIBackend:
         k = n if sample else 1
         seeds = seed if isinstance(seed, list) else [seed] * len(prompts)
 
-        def one(prompt: str, seed: int) -> list[Generation]:
-            out, _ = self._request(prompt, n=k, max_tokens=max_tokens,
+        def one(prompt: str, seed: int, abort: threading.Event) -> list[Generation]:
+            out, _ = self._request(prompt, abort, n=k, max_tokens=max_tokens,
                                    temperature=temperature if sample else 0.0, seed=seed)
             gens = []
             for choice in out["choices"]:
@@ -199,7 +235,7 @@ class OpenAIBackend:
                 gens.append(Generation(text or "", _tokens(out, len(out["choices"]))))
             return gens if sample else gens * n
 
-        return list(self.pool.map(one, prompts, seeds))
+        return self._all(one, prompts, seeds)
 
     def close(self) -> None:
         """Close the connections and the request threads."""
@@ -208,9 +244,10 @@ class OpenAIBackend:
             client.close()
 
 
-def _wait(seconds: float) -> None:
-    """Sleep between attempts (one place, so tests can record the waits)."""
-    time.sleep(seconds)
+def _wait(seconds: float, abort: threading.Event) -> None:
+    """Wait between attempts, or less once ``abort`` is set (one place, so tests can record
+    the waits)."""
+    abort.wait(seconds)
 
 
 def _detail(err: openai.APIStatusError) -> str:
