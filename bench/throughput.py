@@ -115,8 +115,8 @@ def bench_http(args: argparse.Namespace) -> None:
     from lab.backends.openai_http import OpenAIBackend
 
     pairs = synthetic_pairs(args.pairs)
-    batch = args.batch_pairs or batch_pairs(BackendConfig("openai",
-                                                          concurrency=args.concurrency))
+    batch = min(len(pairs), args.batch_pairs or batch_pairs(
+        BackendConfig("openai", concurrency=args.concurrency)))
     with stub_server(args.latency) as url:
         backend = OpenAIBackend("stub", url, concurrency=args.concurrency)
         backend.score(["warm-up"] * args.concurrency, ["1", "2"])  # open the connections

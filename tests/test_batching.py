@@ -141,3 +141,18 @@ def test_batched_run_equals_one_pair_run(tmp_path):
         files[batch] = [strip(r) for r in read_records(out / "labels.jsonl")]
         assert backend.backend_calls == 2 * -(-10 // batch)  # generate + score per chunk
     assert files[1] == files[3] == files[64] and len(files[1]) == 10
+
+
+def test_label_flags_reach_the_backend_config():
+    from lab.cli import build_parser, resolve_label_config
+
+    args = build_parser().parse_args([
+        "label", "--out", "x", "--backend", "openai", "--batch-pairs", "32",
+        "--concurrency", "12", "--timeout", "7.5", "--max-retries", "1", "--retry-budget", "30",
+        "--top-logprobs", "5"])
+    b = resolve_label_config(args).backend
+    assert (b.batch_pairs, b.concurrency, b.timeout, b.max_retries, b.retry_budget,
+            b.top_logprobs) == (32, 12, 7.5, 1, 30.0, 5)
+    defaults = resolve_label_config(build_parser().parse_args(["label", "--out", "x"])).backend
+    assert (defaults.batch_pairs, defaults.timeout, defaults.max_retries,
+            defaults.retry_budget, defaults.top_logprobs) == (None, 60.0, 3, 300.0, 20)
