@@ -156,3 +156,20 @@ def test_label_flags_reach_the_backend_config():
     defaults = resolve_label_config(build_parser().parse_args(["label", "--out", "x"])).backend
     assert (defaults.batch_pairs, defaults.timeout, defaults.max_retries,
             defaults.retry_budget, defaults.top_logprobs) == (None, 60.0, 3, 300.0, 20)
+
+
+def test_a_run_resumes_with_other_execution_settings(tmp_path):
+    data = write_rows(tmp_path / "c.json", [tldr_row(i, choice=i % 2) for i in range(8)])
+    out = tmp_path / "run"
+    with pytest.raises(FakeFault):
+        run_label(run_config(data, False, batch=4), out,
+                  backend=FakeBackend(**KNOBS, fail_at_call=2), progress=False)
+    assert len(read_records(out / "labels.jsonl")) == 4
+    slower = RunConfig(data=DataConfig(path=str(data), confidence="all", split="all"),
+                       prompt=PromptConfig("base"),
+                       backend=BackendConfig(backend="fake", fake=KNOBS, batch_pairs=1,
+                                             concurrency=2, timeout=600.0, max_retries=9,
+                                             retry_budget=3600.0, top_logprobs=5))
+    backend = FakeBackend(**KNOBS)
+    run_label(slower, out, backend=backend, progress=False)  # not "a different config"
+    assert backend.backend_calls == 4 and len(read_records(out / "labels.jsonl")) == 8

@@ -8,7 +8,7 @@ explicit if/elif and lazy imports, so a missing optional dependency only matters
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from lab.errors import BackendError, ConfigError  # noqa: F401  (BackendError re-exported)
@@ -43,20 +43,23 @@ class BackendConfig:
     template) or ``chat`` (the whole prompt as one user message)."""
     tokenizer: str | None = None
     """``openai``: catalog name or folder whose chat template formats completions prompts."""
-    concurrency: int = 8
+    # The fields below (compare=False) say how labels are computed, not what they are: a run
+    # folder or sweep setting resumes with other values of them (a longer --timeout after a
+    # server hung, a larger --batch-pairs on a bigger machine).
+    concurrency: int = field(default=8, compare=False)
     """``openai``: requests in flight at once."""
-    batch_pairs: int | None = None
+    batch_pairs: int | None = field(default=None, compare=False)
     """Pairs labeled per backend call (a chunk: its records are written when it is done, so a
     kill loses at most one chunk). None: the backend's default (:data:`BATCH_PAIRS`)."""
-    timeout: float = 60.0
+    timeout: float = field(default=60.0, compare=False)
     """``openai``: seconds one HTTP request may take before it is given up (and retried)."""
-    max_retries: int = 3
+    max_retries: int = field(default=3, compare=False)
     """``openai``: retries of a request after a timeout, refused connection, 408, 409, 429 or
     5xx answer, waiting as ``Retry-After`` says or with exponential backoff."""
-    retry_budget: float = 300.0
+    retry_budget: float = field(default=300.0, compare=False)
     """``openai``: seconds one request may take in all, retries and waits included; past it
     the run stops with an error (so a hanging server fails in bounded time)."""
-    top_logprobs: int = 20
+    top_logprobs: int = field(default=20, compare=False)
     """``openai``: next tokens whose log-probs the server returns; both digits must be among
     them, else the run stops with an error (raise it, or use a server that can return them)."""
 
