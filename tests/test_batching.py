@@ -173,3 +173,27 @@ def test_a_run_resumes_with_other_execution_settings(tmp_path):
     backend = FakeBackend(**KNOBS)
     run_label(slower, out, backend=backend, progress=False)  # not "a different config"
     assert backend.backend_calls == 4 and len(read_records(out / "labels.jsonl")) == 8
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from tests.tiny_model import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.mark.parametrize("cot", [False, True])
+def test_transformers_chunk_matches_one_pair_calls_on_a_tiny_model(tiny, cot):
+    from lab.backends.hf import TransformersBackend
+    from tests.test_hf_backend import PAIRS, TOL
+
+    prompt, decode = PromptConfig("detailed", cot=cot), DecodeConfig(max_rationale_tokens=4)
+    alone = Labeler(TransformersBackend(tiny, dtype="fp32"), prompt, decode, [])
+    together = Labeler(TransformersBackend(tiny, dtype="fp32"), prompt, decode, [])
+    expected = [alone.label(p) for p in PAIRS]
+    got = list(together.label_many(PAIRS))  # 3 pairs' prompts in one tree-masked pass
+    for a, b in zip(got, expected):
+        assert abs(a["p_fwd"] - b["p_fwd"]) < TOL and abs(a["p_swapped"] - b["p_swapped"]) < TOL
+        assert (a["rationales"], a["prompt_tokens"], a["generated_tokens"]) == (
+            b["rationales"], b["prompt_tokens"], b["generated_tokens"])
