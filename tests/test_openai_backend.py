@@ -49,7 +49,7 @@ class Stub(BaseHTTPRequestHandler):
                 RELEASE.wait(30)
                 return
             time.sleep(delay)
-            data = json.dumps(reply).encode()
+            data = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
             self.send_response(status)
             for name, value in {"Content-Type": "application/json", **headers}.items():
                 self.send_header(name, value)
@@ -300,3 +300,21 @@ def test_first_failure_ends_the_call_and_stops_the_other_requests(server):
     assert time.monotonic() - start < 0.4  # not after the hanging requests time out
     time.sleep(1.0)  # the 3 hanging requests time out now and are not retried
     assert len(Stub.seen) == 1 + 4 and b.requests == 1 + 4
+
+
+@pytest.mark.parametrize("reply, content_type", [
+    (b"<html>a proxy's login page</html>", "text/html"), (b"{not json", "application/json")])
+def test_an_answer_that_is_not_json_is_an_error(server, reply, content_type):
+    Stub.script = [ok(reply, {"Content-Type": content_type})]
+    b = OpenAIBackend("m", server, concurrency=1)
+    with pytest.raises(BackendError, match=r"\(model m\): the answer is not an OpenAI API "
+                                           r"response \(.*\); check that --base-url is the "
+                                           r"API's address \(it usually ends in /v1\)$"):
+        b.score(["p"], ["1", "2"])
+
+
+def test_generate_without_completion_text_is_an_error(server):
+    Stub.script = [ok({"choices": [{"index": 0, "finish_reason": "length"}]})]
+    b = OpenAIBackend("m", server, concurrency=1)
+    with pytest.raises(BackendError, match=r"\(model m\): the response has no completion text"):
+        b.generate(["a"], n=1, max_tokens=4, temperature=0.0, seed=0)

@@ -116,6 +116,7 @@ class OpenAIBackend:
         """The client (and its URL) the next request goes to: round-robin over the servers."""
         with self._turn_lock:
             i = next(self._turn) % len(self.clients)
+            self.requests += 1
         return self.clients[i], self.urls[i]
 
     def _request(self, prompt: str, abort: threading.Event, **params) -> tuple[dict, str]:
@@ -137,18 +138,24 @@ class OpenAIBackend:
             create = (client.completions.create if self.endpoint == "completions"
                       else client.chat.completions.create)
             left = deadline - time.monotonic()
-            self.requests += 1
             try:
                 out = create(model=self.model, **body, **params,
                              timeout=max(min(self.timeout, left), 0.01))
-                return out.model_dump(), url
+                if not hasattr(out, "model_dump"):  # a body that is not JSON, returned as text
+                    raise ValueError(repr(out)[:120])
+                return out.model_dump(warnings=False), url
+            except ValueError as err:  # not JSON, or JSON that cannot be parsed
+                raise BackendError(
+                    f"{self._where(url)}: the answer is not an OpenAI API response ({err}); "
+                    "check that --base-url is the API's address (it usually ends in /v1)"
+                ) from None
             except openai.APIStatusError as err:
                 failure = f"HTTP {err.status_code}: {_detail(err)}"
                 if err.status_code not in RETRY_STATUS:
                     raise BackendError(f"{self._where(url)}: {failure}") from None
                 wait = _retry_after(err.response.headers)
             except openai.APITimeoutError:
-                failure, wait = f"no answer within {min(self.timeout, left):.2g} s", None
+                failure, wait = f"no answer within {round(min(self.timeout, left), 2):g} s", None
             except openai.APIConnectionError as err:
                 cause = err.__cause__ or err
                 failure, wait = f"cannot connect ({cause})", None
@@ -226,13 +233,17 @@ class OpenAIBackend:
         seeds = seed if isinstance(seed, list) else [seed] * len(prompts)
 
         def one(prompt: str, seed: int, abort: threading.Event) -> list[Generation]:
-            out, _ = self._request(prompt, abort, n=k, max_tokens=max_tokens,
-                                   temperature=temperature if sample else 0.0, seed=seed)
-            gens = []
-            for choice in out["choices"]:
-                text = choice.get("text") if self.endpoint == "completions" else (
-                    choice.get("message") or {}).get("content")
-                gens.append(Generation(text or "", _tokens(out, len(out["choices"]))))
+            out, url = self._request(prompt, abort, n=k, max_tokens=max_tokens,
+                                     temperature=temperature if sample else 0.0, seed=seed)
+            try:
+                texts = [choice["text"] if self.endpoint == "completions"
+                         else choice["message"]["content"] for choice in out["choices"]]
+            except (KeyError, TypeError):
+                texts = [None]
+            if not texts or any(not isinstance(text, str) for text in texts):
+                raise BackendError(f"{self._where(url)}: the response has no completion text "
+                                   f"(choices: {str(out.get('choices'))[:120]})")
+            gens = [Generation(text, _tokens(out, len(texts))) for text in texts]
             return gens if sample else gens * n
 
         return self._all(one, prompts, seeds)
