@@ -291,14 +291,14 @@ def test_a_dead_server_in_the_list_is_retried_on_the_next(server, monkeypatch):
 
 def test_first_failure_ends_the_call_and_stops_the_other_requests(server):
     Stub.script = [ok(completion({"1": -0.5, "2": -1.0}))]
-    b = OpenAIBackend("m", server, concurrency=4, timeout=0.5, max_retries=5)
+    b = OpenAIBackend("m", server, concurrency=4, timeout=1.0, max_retries=5)
     b.score(["warm-up"], ["1", "2"])  # the client's first request is slower
     Stub.script = [(400, {"error": "bad"}, {}, 0)] + [ok({}, delay=None)] * 20
     start = time.monotonic()
     with pytest.raises(BackendError, match="HTTP 400"):
         b.score([f"p{i}" for i in range(8)], ["1", "2"])
-    assert time.monotonic() - start < 0.4  # not after the hanging requests time out
-    time.sleep(1.0)  # the 3 hanging requests time out now and are not retried
+    assert time.monotonic() - start < 0.8  # not after the hanging requests time out (1 s)
+    time.sleep(1.3)  # the 3 hanging requests time out now and are not retried
     assert len(Stub.seen) == 1 + 4 and b.requests == 1 + 4
 
 
