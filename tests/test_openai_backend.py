@@ -209,7 +209,7 @@ def test_hanging_server_fails_within_the_retry_budget(server):
     with pytest.raises(BackendError) as err:
         b.score(["p"], ["1", "2"])
     elapsed = time.monotonic() - start
-    assert 0.9 <= elapsed < 1.5, elapsed
+    assert 0.9 <= elapsed < 1.8, elapsed  # the budget, plus slack for a loaded machine
     # attempt 1 times out at 0.3 s, a 0.5 s backoff, attempt 2 has the 0.2 s left
     assert b.requests == 2 and len(Stub.seen) == 2
     assert re.search(r"no answer within 0\.[12]\d? s; gave up after 2 attempts in 1\.\d s ",
@@ -224,7 +224,7 @@ def test_hanging_server_fails_after_max_retries(server):
     with pytest.raises(BackendError, match=r"no answer within 0.3 s; gave up after 2 attempts"):
         b.score(["p"], ["1", "2"])
     elapsed = time.monotonic() - start  # 0.3 + 0.5 backoff + 0.3
-    assert 1.05 <= elapsed < 1.6, elapsed
+    assert 1.05 <= elapsed < 1.9, elapsed
 
 
 def test_unreachable_server_is_a_clear_error(monkeypatch):
