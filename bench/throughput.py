@@ -145,8 +145,9 @@ def bench_vllm(args: argparse.Namespace) -> None:
             model = str(build_tiny_model(Path(tmp) / "tiny64", head_dim=64))
         pairs = pairs_for(args, args.pairs)
         backend = VLLMBackend(model)
-        backend.score([backend.format("warm-up", "Preferred Summary=")], ["1", "2"])
         prompt = PromptConfig(args.preamble)
+        warm_up = Labeler(backend, prompt, DecodeConfig(), []).prompt_for(pairs[-1])
+        backend.score([warm_up], ["1", "2"])
         results = {b: timed(backend, pairs, prompt, b) for b in (1, len(pairs))}
         backend.close()
     report(f"vLLM ({args.vllm_model or 'tiny random model'}), {len(pairs)} pairs",
