@@ -62,7 +62,8 @@ def _label_parser(sub) -> None:
     p.add_argument("--chat", choices=["auto", "on", "off"])
     p.add_argument("--device", help="transformers: torch device (cpu, cuda)")
     p.add_argument("--tensor-parallel-size", type=int, help="vllm: GPUs per model")
-    p.add_argument("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1 "
+                   "(several, comma-separated: round-robin)")
     p.add_argument("--endpoint", choices=["completions", "chat"], help="openai: API to call")
     p.add_argument("--tokenizer", help="openai: catalog name/folder whose chat template to use")
     p.add_argument("--batch-pairs", type=int, help="pairs per backend call (default: per "
