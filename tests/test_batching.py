@@ -197,3 +197,40 @@ def test_transformers_chunk_matches_one_pair_calls_on_a_tiny_model(tiny, cot):
         assert abs(a["p_fwd"] - b["p_fwd"]) < TOL and abs(a["p_swapped"] - b["p_swapped"]) < TOL
         assert (a["rationales"], a["prompt_tokens"], a["generated_tokens"]) == (
             b["rationales"], b["prompt_tokens"], b["generated_tokens"])
+
+
+def test_sigkill_mid_chunk_keeps_every_written_record(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    data = write_rows(tmp_path / "c.json", [tldr_row(i, choice=i % 2) for i in range(12)])
+    config = RunConfig(data=DataConfig(path=str(data), confidence="all", split="all"),
+                       prompt=PromptConfig("base"),
+                       backend=BackendConfig(backend="fake", fake={**KNOBS, "delay": 0.1},
+                                             batch_pairs=4))
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    run_label(config, tmp_path / "clean", progress=False)
+    clean = [strip(r) for r in read_records(tmp_path / "clean" / "labels.jsonl")]
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "label", "--config",
+                             str(tmp_path / "config.json"), "--out", str(out), "--no-cache",
+                             "--no-progress"], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    labels = out / "labels.jsonl"
+    deadline = time.monotonic() + 120
+    while not (labels.is_file() and labels.read_text().count("\n") >= 4):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    seen = labels.read_text().count("\n")
+    proc.kill()  # SIGKILL while the second chunk (0.8 s of scoring) is in flight
+    proc.wait()
+    kept = [strip(r) for r in read_records(labels)]
+    assert seen <= len(kept) < 12 and kept == clean[:len(kept)]
+    run_label(config, out, progress=False)  # resume
+    assert [strip(r) for r in read_records(labels)] == clean
