@@ -46,6 +46,9 @@ LABEL_FLAGS = {
     "device": ("backend", "device"), "base_url": ("backend", "base_url"),
     "endpoint": ("backend", "endpoint"), "tokenizer": ("backend", "tokenizer"),
     "tensor_parallel_size": ("backend", "tensor_parallel_size"),
+    "batch_pairs": ("backend", "batch_pairs"), "concurrency": ("backend", "concurrency"),
+    "timeout": ("backend", "timeout"), "max_retries": ("backend", "max_retries"),
+    "retry_budget": ("backend", "retry_budget"), "top_logprobs": ("backend", "top_logprobs"),
     "samples": ("decode", "samples"), "temperature": ("decode", "temperature"),
     "max_rationale_tokens": ("decode", "max_rationale_tokens"),
 }
@@ -69,9 +72,19 @@ def _label_parser(sub) -> None:
     p.add_argument("--chat", choices=["auto", "on", "off"])
     p.add_argument("--device", help="transformers: torch device (cpu, cuda)")
     p.add_argument("--tensor-parallel-size", type=int, help="vllm: GPUs per model")
-    p.add_argument("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1 "
+                   "(several, comma-separated: round-robin)")
     p.add_argument("--endpoint", choices=["completions", "chat"], help="openai: API to call")
     p.add_argument("--tokenizer", help="openai: catalog name/folder whose chat template to use")
+    p.add_argument("--batch-pairs", type=int, help="pairs per backend call (default: per "
+                   "backend: transformers 1, vllm 64, openai 2 x concurrency, fake 1)")
+    p.add_argument("--concurrency", type=int, help="openai: requests in flight (default 8)")
+    p.add_argument("--timeout", type=float, help="openai: seconds per request (default 60)")
+    p.add_argument("--max-retries", type=int, help="openai: retries per request (default 3)")
+    p.add_argument("--retry-budget", type=float,
+                   help="openai: seconds per request in all, retries included (default 300)")
+    p.add_argument("--top-logprobs", type=int,
+                   help="openai: next-token log-probs asked for (default 20)")
     p.add_argument("--preamble", help="template in prompts/preamble/ (base, detailed, ...)")
     p.add_argument("--shots", type=int)
     p.add_argument("--shuffle-order", type=int, metavar="SEED",

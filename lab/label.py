@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lab.backends import Backend
@@ -125,6 +126,16 @@ class Labeler:
         return (f"the prompt needs {need} tokens (post of {len(pair.text)} characters), more "
                 f"than the {limit}-token context of {self.backend.identity}")
 
+    def key_for(self, pair: Pair) -> tuple[list[str], str]:
+        """The prompts of both orders (no rationale) and the pair's label-cache key."""
+        heads = [self.prompt_for(pair, swapped) for swapped in (False, True)]
+        decoding = dataclasses.asdict(self.decode) if self.prompt.cot else None
+        # the engine and how it computes the scored logits too: fp32, bf16 and bf16 with an
+        # fp32 head (or transformers and vLLM) of one model give different labels
+        engine = [type(self.backend).__name__, precision_of(self.backend)]
+        key = cache_key(self.backend.identity, engine, heads, decoding, CANDIDATES)
+        return heads, key
+
     def label(self, pair: Pair) -> dict:
         """Label one pair in both orders (or fetch the label from the cache).
 
@@ -133,35 +144,62 @@ class Labeler:
             rationales of each order, prompt and generated tokens, seconds, and whether it
             came from the cache.
         """
-        heads = [self.prompt_for(pair, swapped) for swapped in (False, True)]
-        decoding = dataclasses.asdict(self.decode) if self.prompt.cot else None
-        # the engine and how it computes the scored logits too: fp32, bf16 and bf16 with an
-        # fp32 head (or transformers and vLLM) of one model give different labels
-        engine = [type(self.backend).__name__, precision_of(self.backend)]
-        key = cache_key(self.backend.identity, engine, heads, decoding, CANDIDATES)
-        label = self.cache.get(key)
-        hit = label is not None
-        if hit and (problem := label_problem(label)):
-            raise RunError(f"{self.cache.name}: entry {key}: {problem}; {FIX}")
-        if label is None:
-            label = self._compute(pair, heads, key)
-            if problem := label_problem(label):  # never saved nor cached
+        return next(self.label_many([pair]))
+
+    def label_many(self, pairs: list[Pair]) -> Iterator[dict]:
+        """Label a chunk of pairs with one backend call per stage; yields records in order.
+
+        The cache is looked up for every pair first; the pairs it does not hold are labeled
+        together: one ``generate`` call for all their rationales (chain-of-thought), then one
+        ``score`` call for all their prompts, so a batching backend sees the whole chunk. Each
+        record (and its cache entry) is the one :meth:`label` gives for that pair alone; a
+        computed pair's ``seconds`` is its share of the chunk's time. Nothing is yielded (or
+        cached) until the chunk's backend calls are done, so an interrupted chunk is lost whole
+        and nothing before it.
+        """
+        keyed = [self.key_for(pair) for pair in pairs]
+        labels: dict[str, dict] = {}  # key -> label, read from the cache or computed here
+        hits: list[bool] = []
+        todo: list[tuple[Pair, list[str], str]] = []
+        for pair, (heads, key) in zip(pairs, keyed):
+            if key in labels or key in {k for _, _, k in todo}:
+                hits.append(True)  # a repeat: alone, it would find its twin in the cache
+                continue
+            label = self.cache.get(key)
+            hits.append(label is not None)
+            if label is None:
+                todo.append((pair, heads, key))
+            elif problem := label_problem(label):
+                raise RunError(f"{self.cache.name}: entry {key}: {problem}; {FIX}")
+            else:
+                labels[key] = label
+        computed = self._compute_many(todo)
+        for (pair, _, _), label in zip(todo, computed):  # all checked before any is cached
+            if problem := label_problem(label):
                 raise BackendError(f"{self.backend.identity} gave a bad label for the pair at "
                                    f"{pair.source or pair.key}: {problem}")
+        for (_, _, key), label in zip(todo, computed):
             self.cache.put(key, label)
-        return {
-            "key": pair.key,
-            "post_id": pair.post_id,
-            "pair_id": pair_id(pair),
-            **label,
-            **self._shown(pair),
-            "human": pair.human,
-            "confidence": pair.confidence,
-            "len_first": word_count(pair.first),
-            "len_second": word_count(pair.second),
-            "cache_hit": hit,
-            "precision": engine[1],
-        }
+            labels[key] = label
+        precision = precision_of(self.backend)
+        seen: set[str] = set()
+        for pair, (_, key), hit in zip(pairs, keyed, hits):
+            if key in seen:
+                labels[key] = self.cache.get(key)  # read back, as it would be alone
+            seen.add(key)
+            yield {
+                "key": pair.key,
+                "post_id": pair.post_id,
+                "pair_id": pair_id(pair),
+                **labels[key],
+                **self._shown(pair),
+                "human": pair.human,
+                "confidence": pair.confidence,
+                "len_first": word_count(pair.first),
+                "len_second": word_count(pair.second),
+                "cache_hit": hit,
+                "precision": precision,
+            }
 
     def _shown(self, pair: Pair) -> dict:
         """Which stored response is shown first (``--shuffle-order``): a seeded coin per pair.
@@ -175,45 +213,74 @@ class Labeler:
         coin = int(hashlib.sha256(f"{seed}:{pair.key}".encode()).hexdigest()[:8], 16) % 2
         return {"first_shown": "second" if coin else "first"}
 
-    def _compute(self, pair: Pair, heads: list[str], key: str) -> dict:
+    def _compute_many(self, todo: list[tuple[Pair, list[str], str]]) -> list[dict]:
+        """Labels of (pair, heads, key) triples: one generate and one score call for all."""
+        if not todo:
+            return []
         start = time.perf_counter()
         orders = ("fwd", "swapped")
-        rationales: dict[str, list[str]] = {}
-        generated = 0
+        # per pair: its rationales per order, generated tokens, and the prompts it scores
+        rationales: list[dict[str, list[str]]] = [{} for _ in todo]
+        generated = [0] * len(todo)
+        prompts: list[str] = []
+        owners: list[tuple[int, str]] = []  # (pair index, order) of each scored prompt
         if self.prompt.cot:
-            d = self.decode
-            seed = int(hashlib.sha256(f"{d.seed}:{key}".encode()).hexdigest()[:8], 16)
-            gens = self.backend.generate(
-                heads, n=d.samples, max_tokens=d.max_rationale_tokens,
-                temperature=d.temperature, seed=seed,
-            )
-            prompts, owners = [], []
-            for order, swapped, order_gens in zip(orders, (False, True), gens):
-                rationales[order] = [g.text for g in order_gens]
-                generated += sum(g.tokens for g in order_gens)
-                prompts += [self.prompt_for(pair, swapped, g.text) for g in order_gens]
-                owners += [order] * len(order_gens)
+            gens = self._rationales(todo)
+            for i, (pair, _, _) in enumerate(todo):
+                for order, swapped, order_gens in zip(orders, (False, True), gens[2 * i:2 * i + 2]):
+                    rationales[i][order] = [g.text for g in order_gens]
+                    generated[i] += sum(g.tokens for g in order_gens)
+                    prompts += [self.prompt_for(pair, swapped, g.text) for g in order_gens]
+                    owners += [(i, order)] * len(order_gens)
         else:
-            prompts, owners = heads, list(orders)
+            for i, (_, heads, _) in enumerate(todo):
+                prompts += heads
+                owners += [(i, order) for order in orders]
         scores = self.backend.score(prompts, CANDIDATES)
-        per_order = {"fwd": [], "swapped": []}
-        for owner, score in zip(owners, scores):
+        probs: list[dict[str, list[float]]] = [{"fwd": [], "swapped": []} for _ in todo]
+        tokens = [0] * len(todo)
+        for (i, order), score in zip(owners, scores):
             lp = score.logprobs
             bad = len(lp) != 2 or any(x is None or x != x for x in lp) or max(lp) == -math.inf
             if bad:  # a missing candidate is not p = 0.5
+                pair = todo[i][0]
                 raise BackendError(
                     f"{self.backend.identity} gave no usable log-probabilities of both "
                     f"candidates {CANDIDATES} for the pair at {pair.source or pair.key} "
-                    f"({owner} order): {lp!r}")
-            per_order[owner].append(prob_first(lp))
-        p_fwd = sum(per_order["fwd"]) / len(per_order["fwd"])
-        p_swapped = sum(per_order["swapped"]) / len(per_order["swapped"])
-        return {
-            "p": debias(p_fwd, p_swapped),
-            "p_fwd": p_fwd,
-            "p_swapped": p_swapped,
-            "rationales": rationales,
-            "prompt_tokens": sum(s.prompt_tokens for s in scores),
-            "generated_tokens": generated,
-            "seconds": time.perf_counter() - start,
-        }
+                    f"({order} order): {lp!r}")
+            probs[i][order].append(prob_first(lp))
+            tokens[i] += score.prompt_tokens
+        seconds = (time.perf_counter() - start) / len(todo)  # each pair's share of the chunk
+        labels = []
+        for i in range(len(todo)):
+            p_fwd = sum(probs[i]["fwd"]) / len(probs[i]["fwd"])
+            p_swapped = sum(probs[i]["swapped"]) / len(probs[i]["swapped"])
+            labels.append({
+                "p": debias(p_fwd, p_swapped),
+                "p_fwd": p_fwd,
+                "p_swapped": p_swapped,
+                "rationales": rationales[i],
+                "prompt_tokens": tokens[i],
+                "generated_tokens": generated[i],
+                "seconds": seconds,
+            })
+        return labels
+
+    def _rationales(self, todo: list[tuple[Pair, list[str], str]]) -> list[list]:
+        """Decoded rationales of both orders of each pair (2 entries per pair, in order).
+
+        Each pair's rationales are seeded by its own cache key, so they do not depend on which
+        other pairs share the call: one call with a seed per prompt where the backend takes
+        that (``per_prompt_seeds``), else one call per pair.
+        """
+        d = self.decode
+        seeds = [int(hashlib.sha256(f"{d.seed}:{key}".encode()).hexdigest()[:8], 16)
+                 for _, _, key in todo]
+        heads = [h for _, pair_heads, _ in todo for h in pair_heads]
+        args = dict(n=d.samples, max_tokens=d.max_rationale_tokens, temperature=d.temperature)
+        if len(todo) == 1:
+            return self.backend.generate(heads, seed=seeds[0], **args)
+        if getattr(self.backend, "per_prompt_seeds", False):
+            return self.backend.generate(heads, seed=[s for s in seeds for _ in (0, 1)], **args)
+        return [g for i, seed in enumerate(seeds)
+                for g in self.backend.generate(heads[2 * i:2 * i + 2], seed=seed, **args)]

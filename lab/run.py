@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from lab import data as data_mod
 from lab import metrics
-from lab.backends import Backend, make_backend
+from lab.backends import Backend, batch_pairs, make_backend
 from lab.cache import LabelCache
 from lab.config import RunConfig
 from lab.errors import ConfigError, DataError, RunError
@@ -68,17 +68,25 @@ def prepare(config: RunConfig) -> tuple[list[data_mod.Pair], int, list]:
 
 
 def label_pairs(
-    labeler: Labeler, pairs: list, out: Path, done: dict[str, dict], progress: bool = True
+    labeler: Labeler, pairs: list, out: Path, done: dict[str, dict], progress: bool = True,
+    batch: int = 1,
 ) -> list[dict]:
-    """Label the pairs not yet in ``done``, appending each record to ``out``/labels.jsonl."""
+    """Label the pairs not yet in ``done``, appending each record to ``out``/labels.jsonl.
+
+    Pairs go to the backend ``batch`` at a time (:meth:`Labeler.label_many`); each record is
+    still written and flushed on its own line, so a kill loses at most the chunk in flight.
+    """
     todo = [p for p in pairs if p.key not in done]
-    with open(out / "labels.jsonl", "a", encoding="utf-8") as fh:
-        for pair in tqdm(todo, desc="labeling", unit="pair", disable=not progress,
-                         file=sys.stderr):
-            record = labeler.label(pair)
-            fh.write(json.dumps(record) + "\n")
-            fh.flush()
-            done[pair.key] = record
+    with open(out / "labels.jsonl", "a", encoding="utf-8") as fh, tqdm(
+        total=len(todo), desc="labeling", unit="pair", disable=not progress, file=sys.stderr
+    ) as bar:
+        size = max(1, batch)
+        for chunk in (todo[i:i + size] for i in range(0, len(todo), size)):
+            for pair, record in zip(chunk, labeler.label_many(chunk)):
+                fh.write(json.dumps(record) + "\n")
+                fh.flush()
+                done[pair.key] = record
+                bar.update(1)
     return [done[p.key] for p in pairs]
 
 
@@ -246,7 +254,8 @@ def _run_in(config: RunConfig, out: Path, pairs: list, skipped: int, exemplars: 
     if not existing:
         write_json_atomic(out / RUN_FILE, ident)
     write_json_atomic(out / "config.json", config.to_dict())
-    records = label_pairs(labeler, pairs, out, done, progress)
+    records = label_pairs(labeler, pairs, out, done, progress,
+                          batch=batch_pairs(config.backend))
     result = metrics.compute(records, seed=config.data.seed)
     result["skipped_rows"] = skipped
     if backend is not None:

@@ -8,10 +8,10 @@ explicit if/elif and lazy imports, so a missing optional dependency only matters
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from lab.errors import BackendError  # noqa: F401  (re-exported)
+from lab.errors import BackendError, ConfigError  # noqa: F401  (BackendError re-exported)
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,42 @@ class BackendConfig:
     template) or ``chat`` (the whole prompt as one user message)."""
     tokenizer: str | None = None
     """``openai``: catalog name or folder whose chat template formats completions prompts."""
-    concurrency: int = 8
+    # The fields below (compare=False) say how labels are computed, not what they are: a run
+    # folder or sweep setting resumes with other values of them (a longer --timeout after a
+    # server hung, a larger --batch-pairs on a bigger machine).
+    concurrency: int = field(default=8, compare=False)
     """``openai``: requests in flight at once."""
+    batch_pairs: int | None = field(default=None, compare=False)
+    """Pairs labeled per backend call (a chunk: its records are written when it is done, so a
+    kill loses at most one chunk). None: the backend's default (:data:`BATCH_PAIRS`)."""
+    timeout: float = field(default=60.0, compare=False)
+    """``openai``: seconds one HTTP request may take before it is given up (and retried)."""
+    max_retries: int = field(default=3, compare=False)
+    """``openai``: retries of a request after a timeout, refused connection, 408, 409, 429 or
+    5xx answer, waiting as ``Retry-After`` says or with exponential backoff."""
+    retry_budget: float = field(default=300.0, compare=False)
+    """``openai``: seconds one request may take in all, retries and waits included; past it
+    the run stops with an error (so a hanging server fails in bounded time)."""
+    top_logprobs: int = field(default=20, compare=False)
+    """``openai``: next tokens whose log-probs the server returns; both digits must be among
+    them, else the run stops with an error (raise it, or use a server that can return them)."""
+
+
+BATCH_PAIRS = {"transformers": 1, "vllm": 64, "openai": None, "fake": 1}
+"""Default pairs per backend call. ``transformers``: 1, since its scoring pass already shares
+the post across both orders and packing more pairs was not faster (docs/scaling.md);
+``vllm``: 64 (its scheduler batches them); ``openai`` (None): twice ``concurrency``, so every
+request slot stays busy through a chunk."""
+
+
+def batch_pairs(config: BackendConfig) -> int:
+    """Pairs per backend call for a config: ``batch_pairs``, or the backend's default."""
+    if config.batch_pairs is not None:
+        if config.batch_pairs < 1:
+            raise ConfigError(f"backend.batch_pairs must be >= 1, not {config.batch_pairs}")
+        return config.batch_pairs
+    default = BATCH_PAIRS.get(config.backend, 1)
+    return default if default is not None else 2 * max(1, config.concurrency)
 
 
 @dataclass(frozen=True)
@@ -83,9 +117,14 @@ class Backend(Protocol):
         ...
 
     def generate(
-        self, prompts: list[str], n: int, max_tokens: int, temperature: float, seed: int
+        self, prompts: list[str], n: int, max_tokens: int, temperature: float,
+        seed: int | list[int],
     ) -> list[list[Generation]]:
-        """n continuations of each prompt (one batch): greedy at temperature 0, else sampled."""
+        """n continuations of each prompt (one batch): greedy at temperature 0, else sampled.
+
+        ``seed`` is one seed for the call, or one per prompt where the backend sets
+        ``per_prompt_seeds = True`` (the labeler then batches several pairs' rationales).
+        """
         ...
 
     @property
@@ -139,7 +178,9 @@ def make_backend(config: BackendConfig) -> Backend:
 
         return OpenAIBackend(config.model, base_url=config.base_url, endpoint=config.endpoint,
                              tokenizer=config.tokenizer, chat=config.chat,
-                             concurrency=config.concurrency)
+                             concurrency=config.concurrency, timeout=config.timeout,
+                             max_retries=config.max_retries, retry_budget=config.retry_budget,
+                             top_logprobs=config.top_logprobs)
     raise BackendError(
         f"unknown backend {config.backend!r}; choose transformers, vllm, openai or fake"
     )

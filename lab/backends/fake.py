@@ -28,6 +28,10 @@ from lab.backends import Generation, Score
 _WORD = re.compile(r"[a-z0-9']+")
 
 
+class FakeFault(RuntimeError):
+    """The failure ``fail_at_call`` injects (a stand-in for a crash or a kill)."""
+
+
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
@@ -64,6 +68,7 @@ class FakeBackend:
         keyword: str | None = None,
         delay: float = 0.0,
         max_context: int | None = None,
+        fail_at_call: int | None = None,
     ) -> None:
         """Set the knobs.
 
@@ -77,6 +82,9 @@ class FakeBackend:
             delay: seconds to sleep per scored prompt (to test slow runs and kills).
             max_context: longest prompt in whitespace words (None: no limit), to test the
                 refusal of prompts longer than a model's context.
+            fail_at_call: raise :class:`FakeFault` on this backend call (1-based, ``score``
+                and ``generate`` calls counted together), to test a run that dies part way.
+                Not part of :attr:`identity`: the labels it does give are the normal ones.
         """
         self.knobs = dict(
             position=position, length=length, skill=skill, noise=noise,
@@ -84,7 +92,17 @@ class FakeBackend:
         )
         self.delay = delay
         self.max_context = max_context
+        self.fail_at_call = fail_at_call
         self.calls = {"score": 0, "generate": 0}
+        self.backend_calls = 0  # score and generate calls, each counted once
+
+    per_prompt_seeds = True
+    """``generate`` takes one seed per prompt (see :class:`lab.backends.Backend`)."""
+
+    def _count_call(self) -> None:
+        self.backend_calls += 1
+        if self.backend_calls == self.fail_at_call:
+            raise FakeFault(f"fake backend: injected fault at call {self.backend_calls}")
 
     @property
     def identity(self) -> str:
@@ -120,6 +138,7 @@ class FakeBackend:
     def score(self, prompts: list[str], candidates: list[str]) -> list[Score]:
         if list(candidates) != ["1", "2"]:
             raise ValueError(f"fake backend scores only ['1', '2'], not {candidates}")
+        self._count_call()
         self.calls["score"] += len(prompts)
         time.sleep(self.delay * len(prompts))
         out = []
@@ -129,9 +148,12 @@ class FakeBackend:
         return out
 
     def generate(
-        self, prompts: list[str], n: int, max_tokens: int, temperature: float, seed: int
+        self, prompts: list[str], n: int, max_tokens: int, temperature: float,
+        seed: int | list[int],
     ) -> list[list[Generation]]:
-        return [self._generate(p, n, max_tokens, temperature, seed) for p in prompts]
+        self._count_call()
+        seeds = seed if isinstance(seed, list) else [seed] * len(prompts)
+        return [self._generate(p, n, max_tokens, temperature, s) for p, s in zip(prompts, seeds)]
 
     def _generate(
         self, prompt: str, n: int, max_tokens: int, temperature: float, seed: int

@@ -29,6 +29,9 @@ def vllm_has_fp32_head() -> bool:
 class VLLMBackend:
     """A model served in-process by vLLM."""
 
+    per_prompt_seeds = True
+    """``generate`` takes one seed per prompt (one ``SamplingParams`` each, one batch)."""
+
     def __init__(self, model: str, dtype: str = "auto", chat: str = "auto",
                  tensor_parallel_size: int = 1, max_model_len: int = 4096,
                  gpu_memory_utilization: float | None = None, seed: int = 0,
@@ -110,12 +113,13 @@ class VLLMBackend:
         return scores
 
     def generate(self, prompts: list[str], n: int, max_tokens: int, temperature: float,
-                 seed: int) -> list[list[Generation]]:
+                 seed: int | list[int]) -> list[list[Generation]]:
         from vllm import SamplingParams
 
         sample = temperature > 0
-        params = SamplingParams(n=n if sample else 1, temperature=temperature if sample else 0.0,
-                                max_tokens=max_tokens, seed=seed)
+        seeds = seed if isinstance(seed, list) else [seed] * len(prompts)
+        params = [SamplingParams(n=n if sample else 1, temperature=temperature if sample else 0.0,
+                                 max_tokens=max_tokens, seed=s) for s in seeds]
         outs = self.llm.generate([self._prompt(p) for p in prompts], params, use_tqdm=False)
         result = []
         for out in outs:
