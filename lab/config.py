@@ -65,6 +65,17 @@ class RunConfig:
         """Plain nested dict (what config.json holds)."""
         return dataclasses.asdict(self)
 
+    def identity_dict(self) -> dict:
+        """:meth:`to_dict` without the fields that say how labels are computed rather than
+        what they are (``compare=False``: timeouts, concurrency, batch size), so a run
+        resumed with a longer ``--timeout`` is the same run."""
+        return {
+            section.name: {f.name: getattr(part, f.name)
+                           for f in dataclasses.fields(part) if f.compare}
+            for section in dataclasses.fields(self)
+            if (part := getattr(self, section.name)) is not None
+        }
+
     @classmethod
     def from_dict(cls, raw: dict, source: str = "config") -> RunConfig:
         """Build from a nested dict; unknown sections or keys raise :class:`ConfigError`."""

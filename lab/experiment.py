@@ -189,7 +189,7 @@ def run_identity(config: RunConfig, pairs: list, exemplars: list) -> dict:
     Returns:
         ``{"config": ..., "data": hash, "templates": {file: hash}, "hash": hash of all}``.
     """
-    cfg = config.to_dict()
+    cfg = config.identity_dict()
     cfg["data"] = {k: v for k, v in cfg["data"].items() if k != "path"}
     ident = {
         "config": cfg,

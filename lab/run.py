@@ -112,7 +112,7 @@ def identity(config: RunConfig, pairs: list, exemplars: list) -> dict:
     slice_ = sorted([p.key, p.human, p.confidence] for p in pairs)
     slice_ += [[e.text, e.first, e.second, e.label] for e in exemplars]
     digest = hashlib.sha256(json.dumps(slice_).encode()).hexdigest()
-    return {"written_by": WRITTEN_BY, "config": config.to_dict(),
+    return {"written_by": WRITTEN_BY, "config": config.identity_dict(),
             "data": {"pairs": len(pairs), "sha256": digest},
             "templates": template_digests(config.prompt)}
 
@@ -154,7 +154,7 @@ def check_folder(out: Path, ident: dict) -> bool:
                        "another --out")
     fix = "pass a new --out (or delete that folder to start it again)"
     try:  # parsed, so keys added to the config later (with defaults) do not orphan old folders
-        then = RunConfig.from_dict(old.get("config") or {}, str(run_file)).to_dict()
+        then = RunConfig.from_dict(old.get("config") or {}, str(run_file)).identity_dict()
     except ConfigError as err:
         raise RunError(f"{err}; {fix}") from None
     diff = _first_difference(then, ident["config"])
