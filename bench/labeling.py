@@ -14,7 +14,11 @@
 
 Prints pairs per second of each path and their ratios, tokens computed per pair against the
 minimum (post plus both summary suffixes), and the largest log-prob difference between the
-paths. Not a test: timings depend on the machine and its load.
+paths. In a 16-bit dtype the scored positions go through the fp32 head (``--score-dtype
+fp32``, the default) on the last-logits and optimised paths, which are compared with each
+other and with an fp32 copy of the model; the plain path keeps the model dtype's head, as a
+first implementation would. The CPU and its bf16 support are printed with the timings. Not a
+test: timings depend on the machine and its load.
 
 On a machine without the model's weights (a GPU machine that cannot install the package),
 the same architecture with random weights gives the same timings:
@@ -26,6 +30,7 @@ the same architecture with random weights gives the same timings:
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import tempfile
 import time
@@ -38,6 +43,7 @@ from lab.cache import LabelCache
 from lab.config import RunConfig
 from lab.data import load_pairs, resolve_data_path, select
 from lab.label import DecodeConfig, Labeler
+from lab.machine import cpu_info
 from lab.prompts import PromptConfig
 from lab.run import run_label
 
@@ -72,6 +78,8 @@ def main() -> None:
     ap.add_argument("--preamble", default="detailed")
     ap.add_argument("--data", default=None)
     ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--score-dtype", default="fp32", choices=["fp32", "model"],
+                    help="precision of the scored logits (see rlaif label --help)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--save-architecture", type=Path, metavar="DIR",
                     help="write --model's config and tokenizer (no weights) to DIR and stop")
@@ -91,7 +99,8 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     """Time the three paths and the label cache, and print the report."""
     pairs = select(load_pairs(resolve_data_path(args.data))[0], "high", "eval", args.pairs, 0)
-    backend = TransformersBackend(args.model, dtype=args.dtype, device=args.device)
+    backend = TransformersBackend(args.model, dtype=args.dtype, device=args.device,
+                                  score_dtype=args.score_dtype)
     prompt = PromptConfig(args.preamble)
     labeler = Labeler(backend, prompt, DecodeConfig(), [], LabelCache())
     prompts = [[labeler.prompt_for(p, s) for s in (False, True)] for p in pairs]
@@ -128,7 +137,8 @@ def run(args: argparse.Namespace) -> None:
     config = RunConfig.from_dict({
         "data": {"path": args.data, "confidence": "high", "split": "eval", "n": args.pairs},
         "prompt": {"preamble": args.preamble},
-        "backend": {"model": args.model, "dtype": args.dtype, "device": args.device}})
+        "backend": {"model": args.model, "dtype": args.dtype, "device": args.device,
+                    "score_dtype": args.score_dtype}})
     with tempfile.TemporaryDirectory() as tmp:
         cache = LabelCache(Path(tmp) / "labels.sqlite")
         trials = []
@@ -139,12 +149,37 @@ def run(args: argparse.Namespace) -> None:
     first, repeat = trials
 
     n = len(pairs)
-    diff = max(abs(a - b) for name in ("plain, last logits", "optimised")
-               for sa, sb in zip(results["plain"][2], results[name][2])
-               for x, y in zip(sa, sb) for a, b in zip(x, y))
+
+    def gap(a: list, b: list) -> float:
+        return max(abs(u - v) for sa, sb in zip(a, b) for x, y in zip(sa, sb)
+                   for u, v in zip(x, y))
+
+    exact = backend.dtype == torch.float32
+    # fp32: every path computes the same numbers; 16-bit: the paths that share the fp32 head
+    diff = (max(gap(results["plain"][2], results[name][2])
+                for name in ("plain, last logits", "optimised")) if exact
+            else gap(results["plain, last logits"][2], results["optimised"][2]))
+    reference = None
+    if not exact:  # the same pairs through an fp32 copy of the model (optimised path, timed)
+        ref = TransformersBackend(args.model, dtype="fp32", device=args.device)
+        ref.score(prompts[0], ["1", "2"])  # warm-up
+        ref._cache, ref._cached_ids = None, []
+        start = time.perf_counter()
+        ref_scores = [[list(s.logprobs) for s in ref.score(pp, ["1", "2"])] for pp in prompts]
+        ref_seconds = time.perf_counter() - start
+        p_fwd = [[math.exp(a) / (math.exp(a) + math.exp(b)) for a, b in pair] for pair in
+                 ref_scores]
+        fast = [[math.exp(a) / (math.exp(a) + math.exp(b)) for a, b in pair] for pair in
+                results["optimised"][2]]
+        reference = (gap(results["optimised"][2], ref_scores),
+                     gap([[p] for p in fast], [[p] for p in p_fwd]),
+                     gap(results["plain"][2], ref_scores), ref_seconds)
     weights = f"random weights, architecture {args.architecture}" if args.architecture else ""
-    print(f"model {weights or backend.identity} on {args.device}, dtype {backend.dtype}, "
+    machine = cpu_info()
+    print(f"model {weights or backend.identity} on {args.device}, {backend.precision}, "
           f"{n} pairs, preamble {args.preamble}, both orders, no CoT")
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores, "
+          f"flags {' '.join(machine['cpu_flags']) or 'none'}")
     for name, (seconds, tokens, _) in results.items():
         print(f"  {name:<18} {n / seconds:7.3f} pairs/s   {tokens / n:7.0f} tokens computed/pair")
     print(f"  {'minimum':<18} {'':7}          {minimum / n:7.0f} tokens/pair "
@@ -156,7 +191,16 @@ def run(args: argparse.Namespace) -> None:
           f"{seconds['plain, last logits'] / seconds['optimised']:.2f}x (prefix reuse alone)")
     print(f"  sweep trial through the label cache: first run {first:.2f} s, repeated "
           f"{repeat:.4f} s -> {first / max(repeat, 1e-9):.0f}x (target >= 100x)")
-    print(f"  largest log-prob difference between the paths: {diff:.2e}")
+    which = "the paths" if exact else "the last-logits and optimised paths (same fp32 head)"
+    print(f"  largest log-prob difference between {which}: {diff:.2e}")
+    if reference is not None:
+        lp, pf, plain, ref_seconds = reference
+        print(f"  against an fp32 copy of the model: largest log-prob difference {lp:.2e}, "
+              f"largest p_fwd difference {pf:.2e} (optimised path); plain path with the "
+              f"{backend.dtype} head: {plain:.2e}")
+        print(f"  optimised path, fp32 copy: {n / ref_seconds:7.3f} pairs/s -> "
+              f"{backend.dtype} with fp32 head / fp32: "
+              f"{ref_seconds / seconds['optimised']:.2f}x")
 
 
 if __name__ == "__main__":
