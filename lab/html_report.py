@@ -104,6 +104,35 @@ def metrics_table(caption: str, metrics: dict, split_after: int = 12) -> dict:
                  [a + b for a, b in zip(left, right)])
 
 
+def headline_table(caption: str, m: dict) -> dict:
+    """The numbers to read first (those the run has): alignment on distinct pairs with its
+    clustered CI, the length-balanced and length-controlled views, the baselines on the same
+    pairs, the in-house ceiling, position bias and cost with its machine."""
+    def with_ci(key: str) -> str | None:
+        if key not in m:
+            return None
+        ci = m.get(f"{key}_ci")
+        return f"{cell(m[key])} {cell(ci)}" if ci else cell(m[key])
+
+    logit = (m.get("length_controlled") or {}).get("labeler_logit")
+    rows = [
+        ["alignment, distinct pairs [95% CI clustered by post]", with_ci("alignment_pairs")],
+        ["alignment, records [95% CI]", with_ci("alignment")],
+        ["length-balanced alignment (length-only = 0.5)", with_ci("alignment_length_balanced")],
+        ["labeler logit given length: z (p)",
+         f"{logit['z']:+.2f} ({logit['p']:.2g})" if logit else None],
+        ["length-only baseline, same distinct pairs", with_ci("length_baseline_pairs")],
+        ["always the first summary (the data's order prior)", with_ci("first_position_rate")],
+        ["forward order only (read against the order prior)", with_ci("alignment_forward_only")],
+        ["human-human agreement (pairs judged twice or more)", with_ci("human_human_agreement")],
+        ["position bias (same position wins in both orders)", with_ci("position_bias")],
+        ["seconds per pair", with_ci("seconds_per_pair")],
+        ["number format", m.get("precision")],
+        ["machine", f"{m['cpu']}, {m.get('cores')} cores" if "cpu" in m else None],
+    ]
+    return table(caption, ["headline", "value"], [r for r in rows if r[1] is not None])
+
+
 def records_table(caption: str, records: list[dict]) -> dict:
     """Rows of dicts as a table whose columns are every key, in first-seen order."""
     columns: list[str] = []
@@ -142,13 +171,15 @@ def load_texts(runs: list[Run], data: str | None) -> dict[str, data_mod.Pair]:
     sources = []
     for run in runs:
         config = json.loads((run.folder / "config.json").read_text())
-        source = data_mod.resolve_data_path(data or config["data"]["path"])
+        source = (data_mod.resolve_data_path(data or config["data"]["path"]),
+                  bool(config["data"].get("include_edits", False)))
         if source not in sources:
             sources.append(source)
     pairs: dict[str, data_mod.Pair] = {}
-    for source in sources:
+    for source, include_edits in sources:
         try:
-            loaded, _ = data_mod.load_pairs(source, skip_bad_rows=True)
+            loaded, _ = data_mod.load_pairs(source, skip_bad_rows=True,
+                                            include_edits=include_edits)
         except DataError as err:
             raise DataError(f"{err} (the report reads the posts from the data the run "
                             "labeled; pass --data PATH)") from None
@@ -193,7 +224,8 @@ def browser(runs: list[Run], data: str | None) -> dict:
         first = next(labels[key] for labels in per_run if key in labels)
         t = texts[key]
         pairs.append({
-            "key": key, "post_id": t.post_id, "title": t.title, "subreddit": t.subreddit,
+            "key": key, "where": Path(t.source).name if t.source else key,
+            "post_id": t.post_id, "title": t.title, "subreddit": t.subreddit,
             "text": t.text, "first": t.first, "second": t.second,
             "human": first["human"], "confidence": first["confidence"],
             "high_confidence": first["confidence"] in HIGH_CONFIDENCE,
@@ -214,8 +246,11 @@ def run_page(folder: Path, data: str | None) -> dict:
     return {
         "title": f"labeling run {folder.name}",
         "sections": [
-            {"heading": "Summary", "tables": [metrics_table(f"{folder}/metrics.json", metrics)],
+            {"heading": "Summary", "tables": [headline_table(f"{folder}/metrics.json", metrics)],
              "images": [reliability_plot(folder)], "notes": []},
+            {"heading": "All metrics", "collapsed": True,
+             "tables": [metrics_table(f"{folder}/metrics.json", metrics)],
+             "images": [], "notes": []},
             {"heading": "Config", "collapsed": True,
              "tables": [table(f"{folder}/config.json", ["section", "settings"],
                               [[k, v] for k, v in config.items()])],

@@ -66,7 +66,7 @@
     const verdict = l.agree === 1 ? ["agree", "agrees"] : l.agree === 0 ? ["disagree", "disagrees"]
       : ["tie", "tie"];
     return el("summary", {},
-      el("span", { class: "key" }, p.key),
+      el("span", { class: "key", title: p.key }, p.where || p.key),
       el("span", { class: "title" }, p.title || p.text.slice(0, 90)),
       el("span", { class: "chip" }, "human: " + humanText(p) + " (conf " + (p.confidence ?? "-") + ")"),
       el("span", { class: "chip" }, "p " + fmt(l.p)),
