@@ -152,7 +152,6 @@ class LabelCache:
             self._db.close()
 
 
-
 class _SQLTable:
     """The cache's storage in a database reached through SQLAlchemy (one table, key -> JSON)."""
 
@@ -242,6 +241,20 @@ def is_label_cache(path: str | Path) -> bool:
     except sqlite3.DatabaseError:
         return False
     return columns[:2] == ["key", "value"]
+
+
+def is_other_database(path: str | Path) -> bool:
+    """Whether ``path`` is a readable SQLite database that is not a label cache (e.g. a
+    sweep's study.db); a damaged file is not (opening it says so)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return False
+    return bool(tables) and "labels" not in tables
 
 
 def clear(path: str | Path) -> bool:

@@ -324,7 +324,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from lab.errors import RunError
     from lab.label import label_problem
 
+    if args.path and cache_mod.is_url(args.path):
+        raise RunError(f"{cache_mod.LabelCache(args.path).name}: `rlaif cache` inspects a "
+                       "SQLite cache file; query a database cache with its own client (table "
+                       "rlaif_label_cache)")
     path = Path(args.path) if args.path else models.cache_dir() / "labels.sqlite"
+    if path.is_file() and cache_mod.is_other_database(path):
+        raise RunError(f"{path} is a SQLite database without the lab's labels table, not a "
+                       "label cache; pass the cache file (default "
+                       "~/.cache/rlaif-lab/labels.sqlite)")
     if args.action == "clear":
         if args.path and path.exists() and not cache_mod.is_label_cache(path):
             raise RunError(f"{path} is not a label cache; the lab deletes only its own files")

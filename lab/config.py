@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from annotated_types import Ge
+from annotated_types import Ge, Gt
 
 from lab.backends import BackendConfig
 from lab.data import DataConfig
@@ -37,6 +37,12 @@ LIMITS = {
         "endpoint": Literal["completions", "chat"],
         "tensor_parallel_size": [Ge(1)],
         "concurrency": [Ge(1)],
+        "score_dtype": Literal["fp32", "model"],
+        "batch_pairs": [Ge(1)],
+        "timeout": [Gt(0)],
+        "max_retries": [Ge(0)],
+        "retry_budget": [Gt(0)],
+        "top_logprobs": [Ge(2)],
     },
     DecodeConfig: {"samples": [Ge(1)], "temperature": [Ge(0)],
                    "max_rationale_tokens": [Ge(1)]},

@@ -35,8 +35,6 @@ SHIPPED_PATH = "../shared/data"  # where the shipped experiments and exports poi
 TLDR_SUBDIR = "summarize_from_feedback_comparisons"
 
 
-
-
 @dataclass(frozen=True)
 class DataConfig:
     """Which human-labeled pairs a run labels."""

@@ -193,7 +193,9 @@ def run_identity(config: RunConfig, pairs: list, exemplars: list) -> dict:
     cfg["data"] = {k: v for k, v in cfg["data"].items() if k != "path"}
     ident = {
         "config": cfg,
-        "data": content_hash([[dataclasses.asdict(p) for p in pairs],
+        # the pairs' content, not where they were read from (Pair.source names the file)
+        "data": content_hash([[{k: v for k, v in dataclasses.asdict(p).items() if k != "source"}
+                               for p in pairs],
                               [dataclasses.asdict(e) for e in exemplars]]),
         "templates": template_hashes(config.prompt),
     }

@@ -23,7 +23,6 @@ import base64
 import json
 import math
 import tempfile
-import types
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -53,7 +52,8 @@ class Run:
 
 def kind_of(folder: Path) -> str:
     """``run``, ``sweep`` or ``rlaif``; a RunError naming what is missing otherwise."""
-    if (folder / "experiment.json").is_file() and (folder / "study.db").is_file():
+    if (folder / "experiment.json").is_file() and any(
+            (folder / f).is_file() for f in ("study.db", "study.json")):
         return "sweep"
     if all((folder / f).is_file() for f in ("config.json", "labels.jsonl", "metrics.json")):
         return "run"
@@ -273,16 +273,15 @@ def reliability_plot(folder: Path) -> dict:
     """The run's reliability diagram, drawn by :func:`lab.plots.plot_reliability`."""
     from lab.plots import plot_reliability
 
-    trial = types.SimpleNamespace(user_attrs={"run_dir": str(folder)})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "reliability.png"
-        plot_reliability(trial, f"{folder.name}: reliability of the soft labels", path)
+        plot_reliability(folder, f"{folder.name}: reliability of the soft labels", path)
         return image("reliability diagram", path)
 
 
 def sweep_page(folder: Path, data: str | None) -> dict:
     from lab.report import build_table
-    from lab.sweep import load_results, ordered_trials
+    from lab.sweep import load_results, ordered_trials, trial_run_dir
 
     exp, study = load_results(folder)
     trials = ordered_trials(exp, study)
@@ -294,9 +293,7 @@ def sweep_page(folder: Path, data: str | None) -> dict:
     notes += table_notes
     runs = []
     for t in trials:
-        run_dir = Path(t.user_attrs["run_dir"])
-        if not run_dir.is_dir():  # a folder moved since: the trial folder beside study.db
-            run_dir = folder / "trials" / run_dir.name
+        run_dir = trial_run_dir(folder, t)
         runs.append(Run(", ".join(f"{a}={t.params[a]}" for a in exp.axes) or "default",
                         run_dir))
     return {

@@ -61,6 +61,8 @@ def precision_of(backend: Backend) -> str:
     """How a backend computes the scored logits (its ``precision``, else its dtype)."""
     precision = getattr(backend, "precision", None)
     return str(precision if precision is not None else getattr(backend, "dtype", ""))
+
+
 LABEL_FIELDS = ("p", "p_fwd", "p_swapped", "rationales", "prompt_tokens", "generated_tokens",
                 "seconds")
 

@@ -88,8 +88,7 @@ def distinct_pairs(records: list[dict]) -> dict:
         Arrays over distinct pairs (in first-seen order): ``key``, ``post`` (cluster),
         ``p`` (mean AI preference), ``human`` (share of workers choosing the first),
         ``agree`` (mean agreement of its records), ``longer`` (+1 first longer, -1 shorter,
-        0 equal), ``votes`` (the workers' choices) and ``first_shown`` (share of records whose
-        first-presented order was the stored one).
+        0 equal) and ``votes`` (the workers' choices).
     """
     groups: dict[str, list[dict]] = {}
     for r in records:

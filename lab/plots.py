@@ -27,7 +27,7 @@ from lab import models  # noqa: E402
 from lab.metrics import human_soft  # noqa: E402
 from lab.report import human_ceiling  # noqa: E402
 from lab.run import RunError, read_records  # noqa: E402
-from lab.sweep import best_trial, load_results, ordered_trials  # noqa: E402
+from lab.sweep import best_trial, load_results, ordered_trials, trial_run_dir  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -132,8 +132,9 @@ def plot_self_consistency(trials, title: str, path: Path, ceiling: dict | None =
     _save(fig, path)
 
 
-def plot_reliability(trial, title: str, path: Path, bins: int = 10) -> None:
-    records = read_records(Path(trial.user_attrs["run_dir"]) / "labels.jsonl")
+def plot_reliability(run_dir: Path, title: str, path: Path, bins: int = 10) -> None:
+    """Reliability diagram of a run folder's soft labels against the human choices."""
+    records = read_records(Path(run_dir) / "labels.jsonl")
     p = np.array([r["p"] for r in records])
     human = np.array([r["human"] for r in records])
     conf = np.array([r["confidence"] or 0 for r in records], dtype=float)
@@ -230,7 +231,8 @@ def write_plots(folder: str | Path) -> list[Path]:
                               out("self_consistency.png"), ceiling)
     best = best_trial(exp, study)
     setting = ", ".join(f"{k}={v}" for k, v in best.params.items())
-    plot_reliability(best, f"{exp.name}: reliability of the best setting\n({setting}; n={n})",
+    plot_reliability(trial_run_dir(folder, best),
+                     f"{exp.name}: reliability of the best setting\n({setting}; n={n})",
                      out("reliability.png"))
     plot_cost(trials, f"{exp.name}: alignment vs cost ({subset})", out("cost.png"))
     varied = [a for a, v in exp.axes.items() if len(v) > 1]

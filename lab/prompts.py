@@ -42,8 +42,6 @@ def _packaged_prompts() -> Path:
 PROMPTS_DIR = Path(os.environ.get("RLAIF_PROMPTS_DIR") or _packaged_prompts())
 
 
-
-
 @dataclass(frozen=True)
 class PromptConfig:
     """How the labeler prompt is assembled."""
@@ -167,6 +165,8 @@ def _preamble_template(name: str):
         return environment().from_string(path.read_text(encoding="utf-8"))
     except jinja2.TemplateSyntaxError as err:
         raise PromptError(f"preamble {path} line {err.lineno}: {err.message}") from None
+
+
 def template_digests(config: PromptConfig) -> dict[str, str]:
     """sha256 of every template a labeler prompt with this config reads, by name.
 

@@ -29,10 +29,11 @@ import pandas as pd
 
 from lab import data as data_mod
 from lab import stats
+from lab.errors import RunError
 from lab.export import exported_test_metrics
 from lab.metrics import agreement, compute, distinct_pairs
 from lab.run import read_records
-from lab.sweep import load_results, ordered_trials
+from lab.sweep import load_results, ordered_trials, trial_run_dir
 
 HUMAN_AGREEMENT = (0.73, 0.77)  # inter-annotator agreement on TL;DR (Stiennon et al. 2020)
 STIENNON_NOTE = (
@@ -144,9 +145,9 @@ def build_table(folder: str | Path) -> tuple[pd.DataFrame, list[str]]:
     exp, study = load_results(folder)
     trials = ordered_trials(exp, study)
     if not trials:
-        raise RuntimeError(f"{folder}: the study has no complete trial")
+        raise RunError(f"{folder}: the study has no complete trial; run `rlaif sweep` first")
     seed = exp.data.seed
-    runs = [read_records(Path(t.user_attrs["run_dir"]) / "labels.jsonl") for t in trials]
+    runs = [read_records(trial_run_dir(folder, t) / "labels.jsonl") for t in trials]
     base = agreement_by_pair(runs[0])
     rows, discord, shared = [], [], []
     for t, records in zip(trials, runs):

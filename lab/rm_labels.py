@@ -74,7 +74,7 @@ def label_training_pairs(
     config = training_config(labeler, data_path, n)
     result = run_label(config, out / "label", backend=backend, cache=cache, progress=progress)
     pairs, _ = data_mod.load_pairs(data_mod.resolve_data_path(config.data.path),
-                                   config.data.skip_bad_rows)
+                                   config.data.skip_bad_rows, config.data.include_edits)
     by_key = {p.key: p for p in pairs}
     records = read_records(out / "label" / "labels.jsonl")
     if not records:
@@ -117,7 +117,7 @@ def held_out_pairs(folder: str | Path, confidence: str = "all") -> list[dict]:
     """Human-labeled pairs of the test split (posts the reward model never saw)."""
     config = RunConfig.load(Path(folder) / "label" / "config.json")
     source = data_mod.resolve_data_path(config.data.path)
-    pairs, _ = data_mod.load_pairs(source, config.data.skip_bad_rows)
+    pairs, _ = data_mod.load_pairs(source, config.data.skip_bad_rows, config.data.include_edits)
     test = data_mod.select(pairs, confidence, "test")
     return [{"key": p.key, "post_id": p.post_id, "post": post_text(p), "first": p.first,
              "second": p.second, "human": p.human, "confidence": p.confidence} for p in test]

@@ -105,6 +105,8 @@ def check_precision(path: Path, records, precision: str) -> None:
                 f"{theirs or 'the model dtype (before fp32 scoring heads)'}, this run computes "
                 f"them in {precision}; use a new --out (or the old --score-dtype/--dtype)"
             )
+
+
 def identity(config: RunConfig, pairs: list, exemplars: list) -> dict:
     """What a run folder holds: the resolved config and content hashes of the data slice
     (every pair's key and human label, and the exemplars) and of the templates."""
@@ -251,6 +253,9 @@ def _run_in(config: RunConfig, out: Path, pairs: list, skipped: int, exemplars: 
                         "or pass --skip-bad-rows")
     pairs = [p for p in pairs if p.key not in too_long]
     skipped += len(too_long)
+    if not pairs:
+        raise DataError(f"{config.data.path}: every pair's prompt is longer than the model's "
+                        "context (all skipped); use a model with a longer context")
     if not existing:
         write_json_atomic(out / RUN_FILE, ident)
     write_json_atomic(out / "config.json", config.to_dict())

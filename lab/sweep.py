@@ -526,6 +526,9 @@ def load_results(folder: str | Path) -> tuple[Experiment, optuna.Study]:
     raw["data"] = build(DataConfig, raw["data"], str(exp_file))
     exp = build(Experiment, raw, str(exp_file))
     url = study_storage(folder)
+    if url == default_storage(folder) and not (folder / "study.db").is_file():
+        raise RunError(f"{folder}: no study.db (the sweep's trials are not here); run "
+                       "`rlaif sweep` on its experiment file first")
     try:
         study = optuna.load_study(study_name=exp.name, storage=url)
     except KeyError:
@@ -536,6 +539,15 @@ def load_results(folder: str | Path) -> tuple[Experiment, optuna.Study]:
                        f"{str(err).strip().splitlines()[0]}; set PGPASSWORD (or ~/.pgpass) "
                        "if the URL needs a password") from None
     return exp, study
+
+
+def trial_run_dir(folder: str | Path, trial: optuna.trial.FrozenTrial) -> Path:
+    """A trial's run folder: as recorded, or (the results folder moved, or read from another
+    working folder) the folder of that name beside the study, under ``trials/``."""
+    recorded = Path(trial.user_attrs["run_dir"])
+    if recorded.is_dir():
+        return recorded
+    return Path(folder) / "trials" / recorded.name
 
 
 def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

@@ -363,3 +363,22 @@ def test_a_larger_tpe_budget_continues_the_search(exp_file, tmp_path):
     assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 5
     assert more.evaluated == 2
     assert json.loads((more.out / "experiment.json").read_text())["trials"] == 5
+
+
+def test_run_identity_is_the_data_content_not_where_it_was_read_from(tmp_path):
+    """A second machine (or RLAIF_DATA_DIR) reads the same pairs from another path: same slice."""
+    from lab.config import RunConfig
+    from lab.data import load_pairs
+    from lab.experiment import run_identity
+
+    rows = [tldr_row(i, choice=i % 2) for i in range(6)]
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+    here = load_pairs(str(write_rows(tmp_path / "a" / "c.json", rows)))[0]
+    there = load_pairs(str(write_rows(tmp_path / "b" / "elsewhere.json", rows)))[0]
+    assert [p.source for p in here] != [p.source for p in there]
+    config = RunConfig()
+    assert run_identity(config, here, [])["data"] == run_identity(config, there, [])["data"]
+    rows[2]["summaries"][0]["text"] += " edited"
+    changed = load_pairs(str(write_rows(tmp_path / "c" / "c.json", rows)))[0]
+    assert run_identity(config, changed, [])["data"] != run_identity(config, here, [])["data"]
