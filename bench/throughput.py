@@ -140,6 +140,7 @@ def bench_vllm(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.vllm_model
         if model is None:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
             from tests.tiny_model import build_tiny_model
 
             model = str(build_tiny_model(Path(tmp) / "tiny64", head_dim=64))
