@@ -63,6 +63,22 @@ def test_vllm_matches_transformers(tiny64):
     assert vl.llm is None and not [c for c in engine if alive(c)]
 
 
+def test_vllm_bf16_scores_with_an_fp32_head(tiny64):
+    """bf16 through vLLM's head_dtype: labelled as such, log-probs near the fp32 model."""
+    from lab.backends.vllm import VLLMBackend, vllm_has_fp32_head
+
+    assert vllm_has_fp32_head()  # vLLM 0.32 honours head_dtype for generation models
+    hf = TransformersBackend(str(tiny64), dtype="fp32", chat="on")
+    vl = VLLMBackend(str(tiny64), dtype="bf16", chat="on", max_model_len=2048)
+    try:
+        assert vl.precision == "bfloat16+fp32-head"
+        ps = prompts(hf)
+        for a, b in zip(hf.score(ps, ["1", "2"]), vl.score(ps, ["1", "2"])):
+            assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-2
+    finally:
+        vl.close()
+
+
 def alive(process: psutil.Process) -> bool:
     try:
         return process.status() != psutil.STATUS_ZOMBIE
