@@ -219,10 +219,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from lab.export import export_best
+    from lab.report import write_tables
 
     path = export_best(args.folder, progress=not args.no_progress)
     print(path.read_text())
     print(f"wrote {path}")
+    # the tables gain the exported best's test-split row
+    print("wrote " + ", ".join(str(t) for t in write_tables(args.folder)))
     return 0
 
 
