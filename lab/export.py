@@ -23,7 +23,7 @@ import yaml
 from lab.errors import RunError
 from lab.experiment import Experiment
 from lab.experiment import template_hashes as _template_hashes
-from lab.run import write_json_atomic
+from lab.io import write_json_atomic, write_text_atomic
 from lab.sweep import Sweep, best_trial, load_results
 
 
@@ -86,13 +86,10 @@ def export_best(folder: str | Path, progress: bool = True) -> Path:
         },
     }
     path = folder / "best.yaml"
-    tmp = path.with_name(".best.yaml.tmp")
-    tmp.write_text(
+    write_text_atomic(path, (
         f"# Best labeler of experiment '{exp.name}', chosen on the {exp.dev_split} split.\n"
         f"# Reload with: rlaif label --config {path} --out DIR\n"
-        + yaml.safe_dump(record, sort_keys=False)
-    )
-    tmp.replace(path)
+        + yaml.safe_dump(record, sort_keys=False)))
     write_json_atomic(folder / "best_test_metrics.json",
                       {**test_metrics, "export": provenance(exp, best)})
     return path

@@ -34,6 +34,7 @@ import lab
 from lab import data as data_mod
 from lab.data import HIGH_CONFIDENCE
 from lab.errors import DataError, RunError
+from lab.io import write_text_atomic
 from lab.metrics import agreement
 from lab.run import read_records
 
@@ -392,7 +393,5 @@ def build_report(folder: str | Path, data: str | None = None) -> Path:
     page = {"run": run_page, "sweep": sweep_page, "rlaif": rlaif_page}[kind](folder, data)
     page["kind"] = kind
     path = folder / REPORT
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render(page), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, render(page))
     return path

@@ -24,6 +24,7 @@ from pathlib import Path
 from lab import data as data_mod
 from lab.cache import LabelCache
 from lab.config import RunConfig
+from lab.io import write_text_atomic
 from lab.prompts import render_template
 from lab.run import RunError, read_records, run_label
 
@@ -97,11 +98,7 @@ def label_training_pairs(
 
 def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
     """Write JSON lines to a temp file beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def read_pairs(folder: str | Path) -> list[dict]:

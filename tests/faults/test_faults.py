@@ -510,7 +510,7 @@ def _env(tmp: Path) -> dict:
             "PYTHONPATH": root + (os.pathsep + path if path else "")}
 
 
-def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     end = time.monotonic() + timeout
     while not predicate():
         assert proc.poll() is None, f"the run ended first ({proc.returncode})"
