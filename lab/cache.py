@@ -230,31 +230,29 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def is_label_cache(path: str | Path) -> bool:
-    """Whether ``path`` is a SQLite file with the lab's ``labels`` table."""
+def _read_only(path: str | Path, sql: str) -> list[tuple] | None:
+    """The rows of one query on a SQLite file opened read-only; None if it is not one."""
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            columns = [r[1] for r in db.execute("PRAGMA table_info(labels)")]
+            return db.execute(sql).fetchall()
         finally:
             db.close()
     except sqlite3.DatabaseError:
-        return False
-    return columns[:2] == ["key", "value"]
+        return None
+
+
+def is_label_cache(path: str | Path) -> bool:
+    """Whether ``path`` is a SQLite file with the lab's ``labels`` table."""
+    columns = _read_only(path, "PRAGMA table_info(labels)")
+    return columns is not None and [r[1] for r in columns][:2] == ["key", "value"]
 
 
 def is_other_database(path: str | Path) -> bool:
     """Whether ``path`` is a readable SQLite database that is not a label cache (e.g. a
     sweep's study.db); a damaged file is not (opening it says so)."""
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        finally:
-            db.close()
-    except sqlite3.DatabaseError:
-        return False
-    return bool(tables) and "labels" not in tables
+    tables = _read_only(path, "SELECT name FROM sqlite_master WHERE type='table'")
+    return bool(tables) and "labels" not in [r[0] for r in tables]
 
 
 def clear(path: str | Path) -> bool:

@@ -21,15 +21,9 @@ import optuna
 import yaml
 
 from lab.errors import RunError
-from lab.experiment import Experiment
-from lab.experiment import template_hashes as _template_hashes
+from lab.experiment import Experiment, template_hashes
 from lab.io import write_json_atomic, write_text_atomic
 from lab.sweep import Sweep, best_trial, load_results
-
-
-def template_hashes(config) -> dict[str, str]:
-    """sha256 (first 16 hex digits) of every template file the config renders."""
-    return _template_hashes(config.prompt)
 
 
 def provenance(exp: Experiment, best: optuna.trial.FrozenTrial) -> dict:
@@ -74,7 +68,7 @@ def export_best(folder: str | Path, progress: bool = True) -> Path:
             "experiment": exp.name,
             "setting": setting,
             "model_identity": test_metrics["model"],
-            "templates": template_hashes(config),
+            "templates": template_hashes(config.prompt),
             "debiasing": "both presentation orders scored; p = (p_fwd + 1 - p_swapped) / 2",
             "objective": exp.objective,
             "dev": {"split": exp.dev_split, "n": dev["n"], "alignment": dev["alignment"],

@@ -27,6 +27,7 @@ from lab.config import RunConfig
 from lab.errors import ConfigError, DataError, RunError
 from lab.io import (  # noqa: F401  (write_* re-exported)
     LOCK_NAME,
+    append_jsonl,
     claim,
     read_jsonl,
     write_csv_atomic,
@@ -83,8 +84,7 @@ def label_pairs(
         size = max(1, batch)
         for chunk in (todo[i:i + size] for i in range(0, len(todo), size)):
             for pair, record in zip(chunk, labeler.label_many(chunk)):
-                fh.write(json.dumps(record) + "\n")
-                fh.flush()
+                append_jsonl(fh, record)
                 done[pair.key] = record
                 bar.update(1)
     return [done[p.key] for p in pairs]
