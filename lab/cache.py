@@ -175,11 +175,17 @@ class _SQLTable:
             try:
                 meta.create_all(self.engine)
                 break
-            except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
-                if attempt == 4:
+            except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError) as err:
+                # another worker created the table between the check and the CREATE (PostgreSQL
+                # says so with an IntegrityError/ProgrammingError, SQLite with an
+                # OperationalError "already exists"): look again
+                lost_race = not isinstance(err, sa.exc.OperationalError) \
+                    or "already exists" in str(err)
+                if lost_race and attempt < 4:
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                if not isinstance(err, sa.exc.OperationalError):
                     raise
-                time.sleep(0.2 * (attempt + 1))
-            except sa.exc.OperationalError as err:
                 raise RunError(f"label cache {self.shown}: {str(err).splitlines()[0]}; check the "
                                "URL and that the server runs, or use --no-cache") from None
 

@@ -205,3 +205,24 @@ def test_default_sqlite_study_has_no_duplicate_cache_keys(tmp_path):
     assert u.get("k") == {"p": 0.75} and u.get("missing") is None
     assert (u.hits, u.misses) == (1, 1)
     assert cache_rows(f"sqlite:///{tmp_path / 'b.sqlite'}") == (1, [])
+
+
+def test_cache_table_created_by_another_worker_in_between(tmp_path, monkeypatch):
+    """Two workers open one database cache together: the one whose CREATE TABLE loses the race
+    (SQLite: OperationalError 'already exists') looks again instead of failing."""
+    real = sqlalchemy.MetaData.create_all
+    calls = []
+
+    def racing(self, bind, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # the other worker's CREATE lands first
+            real(self, bind, *args, **kwargs)
+            raise sqlalchemy.exc.OperationalError(
+                "CREATE TABLE rlaif_label_cache", {}, Exception(
+                    "table rlaif_label_cache already exists"))
+        return real(self, bind, *args, **kwargs)
+
+    monkeypatch.setattr(sqlalchemy.MetaData, "create_all", racing)
+    cache = LabelCache(f"sqlite:///{tmp_path / 'labels.sqlite'}")
+    cache.put("k", {"p": 0.5})
+    assert len(calls) == 2 and cache.get("k") == {"p": 0.5}
