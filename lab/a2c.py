@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from annotated_types import Ge, Gt, Le
 from torch import nn
@@ -43,7 +44,7 @@ from lab.rm_labels import post_text
 from lab.run import RunError, write_csv_atomic, write_json_atomic
 
 LOG_FIELDS = ["update", "reward", "score", "kl", "pg_loss", "value_loss", "entropy",
-              "length", "seconds"]
+              "length", "truncated", "seconds"]
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,13 @@ class A2CConfig:
     """Gradient updates."""
     batch_size: int = 4
     """Posts (episodes) per update."""
-    max_new_tokens: int = 40
-    """Longest summary, in tokens."""
+    max_new_tokens: int = 64
+    """Longest summary, in tokens; a summary that has not ended by then is truncated (see
+    ``missing_eos_penalty``; ``log.csv`` records the truncated share per update)."""
+    missing_eos_penalty: float = 1.0
+    """Subtracted from a truncated summary's (normalised) score, so that the policy learns to
+    end within the budget instead of being rewarded for running into it (TRL's
+    ``missing_eos_penalty``); 0 turns it off."""
     max_post_tokens: int = 256
     """Posts longer than this many tokens are not used (compute on 2 cores)."""
     temperature: float = 1.0
@@ -97,7 +103,8 @@ class A2CConfig:
 
 LIMITS = {
     "reward": Literal["rm", "labeler"], "updates": [Ge(1)], "batch_size": [Ge(1)],
-    "max_new_tokens": [Ge(1)], "max_post_tokens": [Ge(1)], "temperature": [Gt(0)],
+    "max_new_tokens": [Ge(1)], "missing_eos_penalty": [Ge(0)], "max_post_tokens": [Ge(1)],
+    "temperature": [Gt(0)],
     "lr": [Gt(0)], "train_layers": [Ge(0)], "kl_coef": [Ge(0)], "gamma": [Ge(0), Le(1)],
     "gae_lambda": [Ge(0), Le(1)], "vf_coef": [Ge(0)], "ent_coef": [Ge(0)],
     "max_grad_norm": [Gt(0)], "checkpoint_every": [Ge(1)],
@@ -113,7 +120,8 @@ def policy_prompt(tokenizer, post: str) -> str:
 
 
 def training_posts(data: str | None, tokenizer, max_tokens: int, split: str = "train") -> list:
-    """Distinct posts of a split (as ``prompts/post.jinja`` renders them), short enough."""
+    """Distinct posts of a split, short enough: (post id, the post as ``prompts/post.jinja``
+    renders it, one of its data pairs)."""
     source = data_mod.resolve_data_path(data)
     pairs, _ = data_mod.load_pairs(source)
     seen, posts = set(), []
@@ -123,7 +131,7 @@ def training_posts(data: str | None, tokenizer, max_tokens: int, split: str = "t
         seen.add(p.post_id)
         text = post_text(p)
         if len(tokenizer.encode(text, add_special_tokens=False)) <= max_tokens:
-            posts.append((p.post_id, text))
+            posts.append((p.post_id, text, p))
     if not posts:
         raise RunError(f"{source}: no {split}-split post has at most {max_tokens} tokens")
     return posts
@@ -211,6 +219,28 @@ def generate(lm, tokenizer, prompts: list[str], max_new_tokens: int, temperature
     return out, mask, start
 
 
+def sampled_kl(lm, ref, tokenizer, posts: list[str], max_new_tokens: int,
+               batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """KL(policy || start) per post, estimated from one summary sampled at temperature 1:
+    the sum over its tokens of log pi(token) - log pi_ref(token) (nats per summary); and
+    whether each sample was truncated. Seed torch first for a reproducible estimate."""
+    kls, cut = [], []
+    for i in range(0, len(posts), batch):
+        prompts = [policy_prompt(tokenizer, p) for p in posts[i:i + batch]]
+        ids, mask, start = generate(lm, tokenizer, prompts, max_new_tokens, 1.0)
+        steps = ids.shape[1] - start
+        resp, resp_mask = ids[:, start:], mask[:, start:].float()
+        with torch.no_grad():
+            lps = []
+            for model in (lm, ref):
+                logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask),
+                               logits_to_keep=steps + 1).logits[:, :-1].float()
+                lps.append(torch.log_softmax(logits, -1).gather(-1, resp[..., None])[..., 0])
+        kls += ((lps[0] - lps[1]) * resp_mask).sum(1).tolist()
+        cut += (~(resp == tokenizer.eos_token_id).any(1)).tolist()
+    return np.array(kls), np.array(cut, bool)
+
+
 def decode_summaries(tokenizer, ids: torch.Tensor, mask: torch.Tensor, start: int) -> list[str]:
     """The text of each response (up to its end-of-sequence token), stripped."""
     return [tokenizer.decode(row[start:][m[start:].bool()], skip_special_tokens=True).strip()
@@ -262,6 +292,7 @@ def a2c_update(policy: Policy, ref: nn.Module, tokenizer, posts: list[str], scor
     ids, mask, start = generate(policy.lm, tokenizer, prompts, c.max_new_tokens, c.temperature)
     steps = ids.shape[1] - start
     resp_ids, resp_mask = ids[:, start:], mask[:, start:].float()
+    truncated = ~(resp_ids == tokenizer.eos_token_id).any(dim=1)
     summaries = decode_summaries(tokenizer, ids, mask, start)
     score = scorer(posts, summaries).float()
     logits, values = policy(ids, mask, steps + 1)
@@ -282,6 +313,7 @@ def a2c_update(policy: Policy, ref: nn.Module, tokenizer, posts: list[str], scor
         if c.normalize_reward and stats is not None:
             stats.update(score)
             terminal = stats.normalize(score)
+        terminal = terminal - c.missing_eos_penalty * truncated.float()
         rewards[torch.arange(len(posts)), last] += terminal
         adv, returns = gae(rewards, values.detach(), resp_mask, c.gamma, c.gae_lambda)
         mu, sd = masked_mean(adv, resp_mask), adv[resp_mask.bool()].std().nan_to_num(1.0)
@@ -298,7 +330,8 @@ def a2c_update(policy: Policy, ref: nn.Module, tokenizer, posts: list[str], scor
     return {"reward": float(terminal.mean() - c.kl_coef * kl.sum(1).mean()),
             "score": float(score.mean()), "kl": float(kl.sum(1).mean()),
             "pg_loss": pg_loss.item(), "value_loss": value_loss.item(), "entropy": ent.item(),
-            "length": float(resp_mask.sum(1).mean())}
+            "length": float(resp_mask.sum(1).mean()),
+            "truncated": float(truncated.float().mean())}
 
 
 def load_policy(config: A2CConfig) -> tuple[Policy, nn.Module, object]:
@@ -345,7 +378,7 @@ def train(config: A2CConfig, out: str | Path, progress: bool = True) -> list[dic
                disable=not progress, file=sys.stderr)
     while len(log) < config.updates:
         t0 = time.perf_counter()
-        batch = [text for _, text in rng.sample(posts, min(config.batch_size, len(posts)))]
+        batch = [text for _, text, _ in rng.sample(posts, min(config.batch_size, len(posts)))]
         row = a2c_update(policy, ref, tokenizer, batch, scorer, opt, config, stats)
         log.append({"update": len(log) + 1, **row, "seconds": time.perf_counter() - t0})
         write_csv_atomic(out / "log.csv", log, LOG_FIELDS)
@@ -359,7 +392,41 @@ def train(config: A2CConfig, out: str | Path, progress: bool = True) -> list[dic
     from lab.plots import plot_a2c
 
     plot_a2c(log, out / "curves.png", config)
+    write_json_atomic(out / "trend.json", score_trend(log))
     return log
+
+
+def score_trend(log: list[dict], part: float = 0.2) -> dict:
+    """Did the score rise? The least-squares slope of the per-update mean score against the
+    update, with its standard error and a two-sided normal p, and the mean score of the first
+    and of the last ``part`` of the updates with the difference's 95% CI (updates resampled
+    within each part). Each update's score is the mean over its own freshly sampled posts."""
+    from lab.stats import normal_two_sided_p
+
+    y = np.array([r["score"] for r in log], float)
+    x = np.arange(1, len(y) + 1, dtype=float)
+    out: dict = {"updates": len(y)}
+    if len(y) >= 3:
+        xc = x - x.mean()
+        slope = float((xc * (y - y.mean())).sum() / (xc * xc).sum())
+        resid = y - y.mean() - slope * xc
+        se = float(np.sqrt((resid ** 2).sum() / (len(y) - 2) / (xc * xc).sum()))
+        out |= {"slope_per_update": slope, "slope_se": se,
+                "slope_p": normal_two_sided_p(slope / se) if se > 0 else float("nan")}
+    k = max(1, int(round(len(y) * part)))
+    if len(y) >= 2 * k:
+        first, last = y[:k], y[-k:]
+        rng = np.random.default_rng(0)
+        diffs = [rng.choice(last, k).mean() - rng.choice(first, k).mean() for _ in range(4000)]
+        out |= {"k": k, "first_mean": float(first.mean()), "last_mean": float(last.mean()),
+                "difference": float(last.mean() - first.mean()),
+                "difference_ci": [float(np.percentile(diffs, 2.5)),
+                                  float(np.percentile(diffs, 97.5))]}
+    for key in ("truncated", "kl", "length"):
+        if log and key in log[0] and len(y) >= 2 * k:
+            v = np.array([float(r[key]) for r in log])
+            out[f"{key}_first"], out[f"{key}_last"] = float(v[:k].mean()), float(v[-k:].mean())
+    return out
 
 
 def load_trained(folder: str | Path) -> tuple[Policy, nn.Module, object, A2CConfig]:

@@ -10,7 +10,7 @@ Subcommands:
   rm train        train reward models on the AI labels and on the human labels
   rm eval         reward-model accuracy on held-out human labels, learning curve
   rl train        A2C: optimise a policy against the reward model (or the labeler itself)
-  winrate         the labeler judges the trained policy against the starting policy
+  winrate         trained policies vs the start and each other, by independent judges
   optimize        optimise the labeler's preamble with DSPy against human labels
   report          one self-contained report.html of a run, sweep or RLAIF run folder
   cache info      where the per-pair label cache is and how many labels it holds
@@ -230,6 +230,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
+    from lab.errors import RunError
+
     if args.action == "label":
         from lab.cache import LabelCache
         from lab.metrics import format_table
@@ -243,22 +245,40 @@ def cmd_rm(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}/pairs.jsonl, trl_preferences.jsonl and label/")
         return 0
     if args.action == "train":
-        from lab.reward_model import LIMITS, FeatureCache, RMConfig, train_reward_model
+        from lab.reward_model import (
+            LABEL_KINDS,
+            LIMITS,
+            FeatureCache,
+            RMConfig,
+            train_reward_model,
+        )
+        from lab.rm_eval import model_folder
         from lab.rm_labels import read_pairs
         from lab.typed import build
 
         rows = read_pairs(args.folder)
         cache = FeatureCache(Path(args.folder) / "features.pt")
-        for labels in args.labels:
-            config = build(RMConfig, dict(backbone=args.backbone, kind=args.kind, labels=labels,
-                                          train_layers=args.train_layers, epochs=args.epochs,
-                                          max_tokens=args.max_tokens, seed=args.seed),
-                           "command line", LIMITS)
-            out = Path(args.folder) / f"rm_{labels}"
-            m = train_reward_model(rows, config, out, cache, progress=not args.no_progress)
-            print(f"rm_{labels}: {m['n_train']} training pairs, best epoch {m['best_epoch']} "
-                  f"of {m['epochs']}, validation loss {m['val_loss']:.4f}, "
-                  f"validation accuracy {m['val_acc']:.3f} -> {out}")
+        labels_given = args.labels or list(LABEL_KINDS)
+        for labels in labels_given:
+            if labels == "ai_calibrated" and "ai_calibrated" not in rows[0]:
+                why = json.loads((Path(args.folder) / "calibration.json").read_text()).get(
+                    "reason", "") if (Path(args.folder) / "calibration.json").is_file() else (
+                    "no calibration.json: rerun `rlaif rm label`")
+                if args.labels:
+                    raise RunError(f"{args.folder}/pairs.jsonl has no calibrated labels: {why}")
+                print(f"skipped rm_ai_calibrated: {why}")
+                continue
+            for seed in args.seeds:
+                config = build(RMConfig, dict(
+                    backbone=args.backbone, kind=args.kind, labels=labels,
+                    train_layers=args.train_layers, epochs=args.epochs, patience=args.patience,
+                    stop_on=args.stop_on, max_tokens=args.max_tokens, seed=seed),
+                    "command line", LIMITS)
+                out = model_folder(Path(args.folder), labels, seed)
+                m = train_reward_model(rows, config, out, cache, progress=not args.no_progress)
+                print(f"{out.name}: {m['n_train']} training pairs, kept epoch {m['best_epoch']} "
+                      f"of {m['epochs']} ({config.stop_on}), validation loss "
+                      f"{m['val_loss']:.4f}, validation accuracy {m['val_acc']:.3f} -> {out}")
         return 0
     from lab.rm_eval import evaluate, to_markdown
 
@@ -290,24 +310,44 @@ def cmd_rl(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: rerun the same command to resume from the last checkpoint in "
               f"{args.out}", file=sys.stderr)
         return 130
-    first, last = log[0], log[-1]
-    k = min(5, len(log))
-    head = sum(r["score"] for r in log[:k]) / k
-    tail = sum(r["score"] for r in log[-k:]) / k
-    print(f"{len(log)} updates: score {head:.3f} -> {tail:.3f} (mean of first/last {k}), "
-          f"KL {first['kl']:.3f} -> {last['kl']:.3f}, length {first['length']:.1f} -> "
-          f"{last['length']:.1f} tokens")
-    print(f"wrote {args.out}/log.csv, curves.png, checkpoint.pt")
+    t = json.loads((Path(args.out) / "trend.json").read_text())
+    parts = [f"{len(log)} updates"]
+    if "difference" in t:
+        parts.append(f"score {t['first_mean']:.3f} -> {t['last_mean']:.3f} (mean of the "
+                     f"first/last {t['k']} updates; difference {t['difference']:+.3f}, 95% CI "
+                     f"[{t['difference_ci'][0]:+.3f}, {t['difference_ci'][1]:+.3f}])")
+    if "slope_per_update" in t:
+        parts.append(f"slope {t['slope_per_update']:+.5f} per update (p={t['slope_p']:.3g})")
+    if "kl_first" in t:
+        parts.append(f"KL {t['kl_first']:.2f} -> {t['kl_last']:.2f}; truncated "
+                     f"{t['truncated_first']:.2f} -> {t['truncated_last']:.2f}; length "
+                     f"{t['length_first']:.1f} -> {t['length_last']:.1f} tokens")
+    print("; ".join(parts))
+    print(f"wrote {args.out}/log.csv, trend.json, curves.png, checkpoint.pt")
     return 0
 
 
 def cmd_winrate(args: argparse.Namespace) -> int:
-    from lab.winrate import to_markdown, win_rate
+    from lab.errors import ConfigError
+    from lab.winrate import to_markdown, win_rates
 
-    result = win_rate(args.folder, args.labeler, n=args.n, temperature=args.temperature,
-                      seed=args.seed, progress=not args.no_progress)
+    def named(values: list[str], flag: str) -> list[tuple[str, str]]:
+        out = []
+        for v in values or []:
+            name, sep, path = v.partition("=")
+            if not sep or not name or not path:
+                example = "rlaif=results/rlaif/a2c_ai" if flag == "--policy" else "NAME=PATH"
+                raise ConfigError(f"{flag} {v!r}: expected NAME=PATH, e.g. {flag} {example}")
+            out.append((name, path))
+        return out
+
+    policies = dict(named(args.policy, "--policy"))
+    judges = [(n, "rm", p) for n, p in named(args.judge_rm, "--judge-rm")] + [
+        (n, "labeler", p) for n, p in named(args.judge_labeler, "--judge-labeler")]
+    result = win_rates(args.out, policies, judges, n=args.n, seed=args.seed,
+                       tolerance=args.tie_tolerance, progress=not args.no_progress)
     print(to_markdown(result))
-    print(f"wrote winrate.json, winrate.md, summaries.jsonl in {args.folder}")
+    print(f"wrote winrate.json, winrate.md, summaries.jsonl, judgments.jsonl in {args.out}")
     return 0
 
 
@@ -398,7 +438,15 @@ def _rm_parser(sub) -> None:
     lab.add_argument("--no-cache", action="store_true")
     tr = rsub.add_parser("train", help="train reward models on AI and on human labels")
     tr.add_argument("folder", help="the folder `rlaif rm label` wrote")
-    tr.add_argument("--labels", nargs="+", choices=["ai", "human"], default=["ai", "human"])
+    tr.add_argument("--labels", nargs="+", choices=["ai", "ai_hard", "ai_calibrated", "human"],
+                    help="label kinds to train on (default: all four; ai_calibrated is skipped "
+                    "with a note when rm label could not calibrate)")
+    tr.add_argument("--seeds", nargs="+", type=int, default=[0],
+                    help="one reward model per seed: rm_KIND (seed 0), rm_KIND_seedK")
+    tr.add_argument("--stop-on", choices=["accuracy", "loss", "none"], default="accuracy",
+                    help="early stopping on validation accuracy against the training labels "
+                    "(default), on loss, or none (a fixed budget of --epochs)")
+    tr.add_argument("--patience", type=int, default=5)
     tr.add_argument("--backbone", default="all-minilm-l6-v2",
                     help="encoder name/folder, or a causal LM with --kind causal")
     tr.add_argument("--kind", choices=["encoder", "causal"], default="encoder")
@@ -406,7 +454,6 @@ def _rm_parser(sub) -> None:
                     help="top backbone layers to fine-tune (0: frozen backbone, cached)")
     tr.add_argument("--epochs", type=int, default=40)
     tr.add_argument("--max-tokens", type=int, default=256)
-    tr.add_argument("--seed", type=int, default=0)
     ev = rsub.add_parser("eval", help="accuracy on held-out human labels (+ learning curve)")
     ev.add_argument("folder", help="the reward-model folder")
     ev.add_argument("--curve", default="50,100,200",
@@ -427,20 +474,41 @@ def _rl_parser(sub) -> None:
     tr.add_argument("--policy", help="starting policy (default smollm2-135m)")
     tr.add_argument("--data", help="TL;DR comparisons (their training-split posts; default: "
                     "the data the reward model was labeled on)")
-    for name, kind in (("updates", int), ("batch_size", int), ("max_new_tokens", int),
-                       ("max_post_tokens", int), ("train_layers", int), ("seed", int),
-                       ("lr", float), ("kl_coef", float), ("temperature", float),
-                       ("gae_lambda", float), ("ent_coef", float), ("vf_coef", float)):
-        tr.add_argument("--" + name.replace("_", "-"), type=kind, dest=name)
+    knobs = (
+        ("updates", int, "gradient updates (default 40); a rerun with a larger value resumes"),
+        ("batch_size", int, "posts (episodes) per update (default 4)"),
+        ("max_new_tokens", int, "token budget of a summary (default 64); log.csv records the "
+         "share cut at it"),
+        ("missing_eos_penalty", float, "subtracted from the normalised score of a summary cut "
+         "at the budget (default 1.0; 0: off)"),
+        ("max_post_tokens", int, "posts longer than this are not used (default 256)"),
+        ("train_layers", int, "top transformer blocks that train (default 4)"),
+        ("seed", int, "seed of the post order, the sampling and the value head (default 0)"),
+        ("lr", float, "Adam learning rate (default 1e-4)"),
+        ("kl_coef", float, "per-token KL penalty to the starting policy (default 0.05)"),
+        ("temperature", float, "sampling temperature of the rollouts (default 1.0)"),
+        ("gae_lambda", float, "GAE lambda (default 0.95)"),
+        ("ent_coef", float, "entropy bonus (default 0.001)"),
+        ("vf_coef", float, "value-loss weight (default 0.5)"),
+    )
+    for name, kind, text in knobs:
+        tr.add_argument("--" + name.replace("_", "-"), type=kind, dest=name, help=text)
     tr.add_argument("--normalize-reward", action=argparse.BooleanOptionalAction, default=None,
                     help="centre and scale the score by its running statistics (default on)")
     tr.add_argument("--no-progress", action="store_true")
-    w = sub.add_parser("winrate", help="labeler-judged win rate of a trained policy")
-    w.add_argument("folder", help="the folder `rlaif rl train` wrote")
-    w.add_argument("--labeler", required=True, help="exported labeler config (best.yaml)")
+    w = sub.add_parser("winrate", help="win rates of trained policies (RLAIF Table 1)")
+    w.add_argument("--out", required=True, help="output folder")
+    w.add_argument("--policy", action="append", metavar="NAME=A2C_DIR",
+                   help="a trained policy (repeat: e.g. rlaif=... and rlhf=...); each is "
+                   "compared with the starting policy and with the others")
+    w.add_argument("--judge-rm", action="append", metavar="NAME=RM_DIR",
+                   help="a reward-model judge (repeatable)")
+    w.add_argument("--judge-labeler", action="append", metavar="NAME=CONFIG",
+                   help="a labeler judge, e.g. an exported best.yaml (repeatable)")
     w.add_argument("--n", type=int, default=64, help="held-out posts (default 64)")
-    w.add_argument("--temperature", type=float, default=0.0, help="decoding (0: greedy)")
-    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--seed", type=int, default=0, help="seed of the post sample")
+    w.add_argument("--tie-tolerance", type=float, default=1e-3,
+                   help="|p - 0.5| at most this is a tie (default 0.001)")
     w.add_argument("--no-progress", action="store_true")
 
 

@@ -315,11 +315,19 @@ def rlaif_page(folder: Path, data: str | None) -> dict:
                  "images": [], "notes": []}]
     rm = {"heading": "Reward models (rlaif rm train, rlaif rm eval)", "tables": [],
           "images": [], "notes": []}
+    if (folder / "calibration.png").is_file():
+        rm["images"].append(image("temperature scaling of the AI labels",
+                                  folder / "calibration.png"))
     if (folder / "rm_eval.json").is_file():
         result = json.loads((folder / "rm_eval.json").read_text())
+        flat = [{k: v for k, v in r.items() if not isinstance(v, dict)}
+                for r in result.get("rows", [])]
         rm["tables"].append(records_table(
-            f"accuracy on held-out human labels ({result.get('test_split', '')} split)",
-            result.get("rows", [])))
+            f"accuracy on held-out human labels ({result.get('test_split', '')} split)", flat))
+        for key, caption in (("kinds", "mean and spread over seeds"),
+                             ("tests", "each AI-label kind vs the human-label model (seed 0)")):
+            if result.get(key):
+                rm["tables"].append(records_table(caption, result[key]))
         rest = {k: v for k, v in result.items() if k not in ("rows", "test_split")
                 and not isinstance(v, list | dict)}
         if rest:
@@ -329,23 +337,35 @@ def rlaif_page(folder: Path, data: str | None) -> dict:
     if (folder / "rm_curve.png").is_file():
         rm["images"].append(image("learning curve", folder / "rm_curve.png"))
     sections.append(rm)
-    a2c = folder / "a2c"
-    rl = {"heading": "A2C policy and win rate (rlaif rl train, rlaif winrate)", "tables": [],
+    rl = {"heading": "A2C policies and win rates (rlaif rl train, rlaif winrate)", "tables": [],
           "images": [], "notes": []}
-    if (a2c / "curves.png").is_file():
-        rl["images"].append(image("A2C curves", a2c / "curves.png"))
-    if (a2c / "winrate.json").is_file():
-        w = json.loads((a2c / "winrate.json").read_text())
-        parts = {k: v for k, v in w.items() if isinstance(v, dict) and "win_rate" in v}
-        rl["tables"].append(records_table("win rate of the trained policy over the start",
-                                          [{"posts": k, **v} for k, v in parts.items()]))
-        rl["tables"].append(metrics_table("winrate.json", {
-            k: v for k, v in w.items() if k not in parts}))
-        summaries = read_records(a2c / "summaries.jsonl")
+    runs = sorted(p.parent for p in folder.glob("*/log.csv"))
+    for run in runs:
+        if (run / "curves.png").is_file():
+            rl["images"].append(image(f"A2C curves: {run.name}", run / "curves.png"))
+        if (run / "trend.json").is_file():
+            rl["tables"].append(metrics_table(f"{run.name}/trend.json: did the score rise?",
+                                              json.loads((run / "trend.json").read_text())))
+    if not runs:
+        rl["notes"].append(f"no A2C run in {folder}: `rlaif rl train --rm {folder}/rm_ai "
+                           f"--out {folder}/a2c`")
+    win = folder / "winrate" / "winrate.json"
+    if win.is_file():
+        w = json.loads(win.read_text())
+        rl["tables"].append(records_table(
+            f"win rates on {w.get('n_posts', '?')} held-out posts",
+            [{k: v for k, v in r.items() if not isinstance(v, dict)}
+             | {"length_controlled": r.get("length_controlled", {}).get("win_rate")}
+             for r in w.get("rows", [])]))
+        rl["tables"].append(records_table(
+            "policies", [{"policy": k, **{a: b for a, b in v.items() if not isinstance(b, list)}}
+                         for k, v in w.get("policies", {}).items()]))
+        summaries = read_records(folder / "winrate" / "summaries.jsonl")
         if summaries:
             rl["tables"].append(records_table("summaries of the held-out posts", summaries))
     else:
-        rl["notes"].append(f"no win rate in {a2c}: `rlaif rl train` then `rlaif winrate`")
+        rl["notes"].append(f"no win rate in {folder / 'winrate'}: `rlaif winrate --out "
+                           f"{folder / 'winrate'} --policy NAME=A2C_DIR --judge-rm NAME=RM_DIR`")
     sections.append(rl)
     config = json.loads((label / "config.json").read_text())
     return {"title": f"RLAIF run {folder.name}", "sections": sections,

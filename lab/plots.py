@@ -264,3 +264,28 @@ def plot_a2c(log: list[dict], path: Path, config) -> None:
     fig.suptitle(f"A2C: {config.policy}, reward={config.reward}, kl_coef={config.kl_coef}, "
                  f"batch {config.batch_size}", fontsize=11)
     _save(fig, path)
+
+
+def plot_calibration(report: dict, path: Path) -> None:
+    """Reliability of the raw and of the temperature-scaled AI labels on the pairs the
+    temperature was not fitted on (``report``: what :func:`lab.rm_labels.calibrate` returns)."""
+    part = report.get("held_out") or report["fit"]
+    which = "held-out" if report.get("held_out") else "fitted"
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    for key, style, name in (("bins_raw", "o-", "raw"), ("bins_calibrated", "s--",
+                                                          f"scaled x{report['scale']:.1f}")):
+        bins = part[key]
+        ax.plot([b["mean_p"] for b in bins], [b["mean_human"] for b in bins], style,
+                label=f"{name} (NLL {part['nll_' + key[5:]]:.3f})")
+        for b in bins:
+            ax.annotate(str(b["n"]), (b["mean_p"], b["mean_human"]), fontsize=6,
+                        textcoords="offset points", xytext=(3, 3))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("AI label: P(first summary better), 10 equal-width bins (count beside)")
+    ax.set_ylabel("share of humans who chose the first")
+    ax.set_title(f"Temperature scaling fitted on {report['n_fit']} {report['fit_split']} pairs; "
+                 f"{part['n']} {which} pairs", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
+    _save(fig, path)

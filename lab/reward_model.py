@@ -13,8 +13,13 @@ and mean-pooling the summary's tokens (which attend to the post); a causal LM re
 pair and pooling its last token is the option (``kind="causal"``). ``train_layers`` top layers
 are fine-tuned; with 0 (the default, what fits 2 CPU cores) the backbone is frozen, its pooled
 features are computed once into a cache file, and only the scalar head trains.
-Training is seeded, keeps a validation split (by post), stops early on the validation loss and
-checkpoints every epoch; a killed run resumes from its last epoch.
+Training is seeded, keeps a validation split (by post), stops early on the validation accuracy
+(against the labels it trains on, so the rule is the same for AI and human labels; the
+validation loss of near-0.5 soft labels has a floor that is reached at once) and checkpoints
+every epoch; a killed run resumes from its last epoch.
+
+Label kinds (``labels``): ``ai`` (the labeler's soft labels), ``ai_hard`` (the same rounded to
+0 or 1), ``ai_calibrated`` (temperature-scaled, :mod:`lab.calibration`) and ``human``.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ class RMConfig:
     kind: str = "encoder"
     """``encoder`` (mean of the summary's tokens) or ``causal`` (last token)."""
     labels: str = "ai"
-    """Train on the ``ai`` soft labels or on the ``human`` labels (the RLHF baseline)."""
+    """``ai`` (raw soft labels), ``ai_hard`` (rounded), ``ai_calibrated`` (temperature-scaled)
+    or ``human`` (the RLHF baseline)."""
     train_layers: int = 0
     """Top backbone layers fine-tuned; 0 freezes the backbone and caches its features."""
     head_hidden: int = 256
@@ -64,7 +70,11 @@ class RMConfig:
     val_fraction: float = 0.15
     """Share of training posts held out for early stopping."""
     patience: int = 5
-    """Epochs without a better validation loss before stopping."""
+    """Epochs without a better validation score (see ``stop_on``) before stopping."""
+    stop_on: str = "accuracy"
+    """``accuracy``: keep the epoch with the best validation accuracy against the training
+    labels (ties: the lower loss); ``loss``: the lowest validation loss; ``none``: train all
+    ``epochs`` and keep the last (a fixed budget)."""
     n_train: int | None = None
     """Train on a seeded sample of at most n pairs (learning curves); None: all."""
     seed: int = 0
@@ -72,12 +82,29 @@ class RMConfig:
 
 
 LIMITS = {
-    "kind": Literal["encoder", "causal"], "labels": Literal["ai", "human"],
+    "kind": Literal["encoder", "causal"],
+    "labels": Literal["ai", "ai_hard", "ai_calibrated", "human"],
+    "stop_on": Literal["accuracy", "loss", "none"],
     "train_layers": [Ge(0)], "head_hidden": [Ge(0)], "max_tokens": [Ge(8)], "epochs": [Ge(1)],
     "batch_size": [Ge(1)], "lr": [Gt(0)], "backbone_lr": [Gt(0)],
     "val_fraction": [Gt(0), Lt(1)], "patience": [Ge(1)], "n_train": [Ge(1)],
 }
 """Ranges and choices of :class:`RMConfig` values (checked by :func:`lab.typed.build`)."""
+
+
+LABEL_KINDS = ("ai", "ai_hard", "ai_calibrated", "human")
+"""What a reward model can train on (the ``labels`` field)."""
+
+
+def target(row: dict, labels: str) -> float:
+    """The training label of a ``pairs.jsonl`` row: probability that ``first`` is better."""
+    if labels == "ai_hard":
+        return 1.0 if row["ai"] > 0.5 else 0.0 if row["ai"] < 0.5 else 0.5
+    if labels not in row:
+        fix = (" (no calibration: see calibration.json; label more pool pairs)"
+               if labels == "ai_calibrated" else "")
+        raise RunError(f"pairs.jsonl: row {row.get('key')} has no {labels!r} label{fix}")
+    return float(row[labels])
 
 
 def soft_label_loss(r_first: torch.Tensor, r_second: torch.Tensor,
@@ -241,15 +268,16 @@ def split_rows(rows: list[dict], config: RMConfig) -> tuple[list[dict], list[dic
 
 def _pass(model: RewardModel, rows: list[dict], config: RMConfig, cache: FeatureCache | None,
           opt: torch.optim.Optimizer | None, rng: random.Random | None) -> tuple[float, float]:
-    """One epoch (training when ``opt`` is given): (mean loss, accuracy against the labels)."""
+    """One epoch (training when ``opt`` is given): (mean loss, accuracy against the labels;
+    a label of exactly 0.5 counts in the loss, not in the accuracy)."""
     order = list(range(len(rows)))
     if rng is not None:
         rng.shuffle(order)
     model.train(opt is not None)
-    total, correct, count = 0.0, 0.0, 0
+    total, correct, count, decided_count = 0.0, 0.0, 0, 0
     for i in range(0, len(order), config.batch_size):
         batch = [rows[j] for j in order[i:i + config.batch_size]]
-        y = torch.tensor([r[config.labels] for r in batch], dtype=torch.float32)
+        y = torch.tensor([target(r, config.labels) for r in batch], dtype=torch.float32)
         with torch.set_grad_enabled(opt is not None):
             r1, r2 = _rewards(model, batch, cache)
             loss = soft_label_loss(r1, r2, y)
@@ -259,9 +287,11 @@ def _pass(model: RewardModel, rows: list[dict], config: RMConfig, cache: Feature
             nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
             opt.step()
         total += loss.item() * len(batch)
-        correct += ((r1 > r2).float() == (y > 0.5).float()).float().sum().item()
+        decided = y != 0.5
+        correct += ((r1 > r2) == (y > 0.5))[decided].float().sum().item()
         count += len(batch)
-    return total / count, correct / count
+        decided_count += int(decided.sum())
+    return total / count, correct / decided_count if decided_count else float("nan")
 
 
 def _rewards(model: RewardModel, batch: list[dict], cache: FeatureCache | None):
@@ -279,8 +309,8 @@ def train_reward_model(rows: list[dict], config: RMConfig, out: str | Path,
     """Train (or resume training) a reward model on ``rows`` into the folder ``out``.
 
     Writes ``config.json``, ``log.csv`` (per epoch: train and validation loss and accuracy),
-    ``checkpoint.pt`` (last epoch, to resume), ``model.pt`` (best validation loss) and
-    ``metrics.json``. Returns the metrics.
+    ``checkpoint.pt`` (last epoch, to resume), ``model.pt`` (the kept epoch, see
+    ``RMConfig.stop_on``) and ``metrics.json``. Returns the metrics.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -305,7 +335,7 @@ def train_reward_model(rows: list[dict], config: RMConfig, out: str | Path,
         groups.append({"params": tuned, "lr": config.backbone_lr})
     opt = torch.optim.AdamW(groups, weight_decay=0.01)
     rng = random.Random(config.seed)
-    state = {"epoch": 0, "best": float("inf"), "since_best": 0, "history": []}
+    state = {"epoch": 0, "best": None, "best_epoch": 0, "since_best": 0, "history": []}
     ckpt = out / "checkpoint.pt"
     if ckpt.is_file():
         saved = torch.load(ckpt, weights_only=False)
@@ -322,10 +352,11 @@ def train_reward_model(rows: list[dict], config: RMConfig, out: str | Path,
         state["history"].append({"epoch": state["epoch"], "train_loss": train_loss,
                                  "train_acc": train_acc, "val_loss": val_loss,
                                  "val_acc": val_acc})
-        if val_loss < state["best"] - 1e-6:
-            state["best"], state["since_best"] = val_loss, 0
+        score = _stop_score(config.stop_on, val_loss, val_acc)
+        if state["best"] is None or _better(score, state["best"]):
+            state["best"], state["best_epoch"], state["since_best"] = score, state["epoch"], 0
             save_atomic(out / "model.pt", model.trainable_state())
-        else:
+        elif config.stop_on != "none":
             state["since_best"] += 1
         save_atomic(ckpt, {"model": model.trainable_state(), "optimizer": opt.state_dict(),
                      "rng": rng.getstate(), "state": state})
@@ -333,13 +364,32 @@ def train_reward_model(rows: list[dict], config: RMConfig, out: str | Path,
         bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
     bar.close()
     write_csv_atomic(out / "log.csv", state["history"], list(state["history"][0]))
-    best = min(state["history"], key=lambda h: h["val_loss"])
-    result = {"labels": config.labels, "n_train": len(train), "n_val": len(val),
+    best = state["history"][state["best_epoch"] - 1]
+    result = {"labels": config.labels, "seed": config.seed, "stop_on": config.stop_on,
+              "n_train": len(train), "n_val": len(val),
               "epochs": state["epoch"], "best_epoch": best["epoch"],
               "val_loss": best["val_loss"], "val_acc": best["val_acc"],
               "backbone": model.identity}
     write_json_atomic(out / "metrics.json", result)
     return result
+
+
+def _stop_score(stop_on: str, val_loss: float, val_acc: float) -> tuple[float, float]:
+    """What early stopping maximises (compared as a tuple)."""
+    if stop_on == "accuracy":
+        return (-1.0 if val_acc != val_acc else val_acc, -val_loss)
+    if stop_on == "loss":
+        return (-val_loss, 0.0)
+    return (0.0, 0.0)  # none: every epoch is as good, the last one is kept
+
+
+def _better(score: tuple[float, float], best: list | tuple) -> bool:
+    """Strictly better by more than rounding noise (or, with ``none``, always)."""
+    if score == (0.0, 0.0) and tuple(best) == (0.0, 0.0):
+        return True
+    if score[0] > best[0] + 1e-6:
+        return True
+    return abs(score[0] - best[0]) <= 1e-6 and score[1] > best[1] + 1e-6
 
 
 def save_atomic(path: Path, obj) -> None:

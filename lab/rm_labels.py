@@ -13,6 +13,11 @@ Written next to it:
   * ``DIR/trl_preferences.jsonl``: the same pairs in the preference format TRL's
     ``RewardTrainer`` reads (``prompt``, ``chosen``, ``rejected``), chosen by the AI label,
     plus ``score``: the AI's probability that ``chosen`` is better.
+  * ``DIR/calibration.json`` and ``DIR/calibration.png``: a temperature fitted on the labeled
+    pairs of the exemplar-pool split against their human labels (:mod:`lab.calibration`),
+    scored on the dev-split pairs it was not fitted on; ``pairs.jsonl`` then carries the
+    calibrated label ``ai_calibrated`` as well. With fewer than 20 pool pairs labeled there is
+    no calibration and ``calibration.json`` says so.
 """
 
 from __future__ import annotations
@@ -21,15 +26,20 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
+
+from lab import calibration
 from lab import data as data_mod
 from lab.cache import LabelCache
 from lab.config import RunConfig
-from lab.io import write_text_atomic
+from lab.io import write_json_atomic, write_text_atomic
+from lab.metrics import expected_calibration_error
 from lab.prompts import render_template
 from lab.run import RunError, read_records, run_label
 
 PAIRS_FILE = "pairs.jsonl"
 TRL_FILE = "trl_preferences.jsonl"
+CALIBRATION_FILE = "calibration.json"
 
 
 def post_text(pair: data_mod.Pair) -> str:
@@ -86,14 +96,55 @@ def label_training_pairs(
         post = post_text(pair)
         rows.append({"key": pair.key, "post_id": pair.post_id, "post": post,
                      "first": pair.first, "second": pair.second, "ai": r["p"],
-                     "human": pair.human, "confidence": pair.confidence})
+                     "human": pair.human, "confidence": pair.confidence,
+                     "split": data_mod.split_of(pair.post_id)})
         first_wins = r["p"] >= 0.5
         chosen, rejected = (pair.first, pair.second) if first_wins else (pair.second, pair.first)
         trl.append({"prompt": post + "\nTL;DR:", "chosen": " " + chosen,
                     "rejected": " " + rejected, "score": max(r["p"], 1 - r["p"])})
+    report = calibrate(rows)
+    write_json_atomic(out / CALIBRATION_FILE, report)
+    if report["scale"] is not None:
+        from lab.plots import plot_calibration
+
+        plot_calibration(report, out / "calibration.png")
     write_jsonl_atomic(out / PAIRS_FILE, rows)
     write_jsonl_atomic(out / TRL_FILE, trl)
     return result
+
+
+def calibrate(rows: list[dict], fit_split: str = "pool") -> dict:
+    """Fit a temperature on the rows of ``fit_split``, add ``ai_calibrated`` to every row (in
+    place) and return the report: scale, pairs, and NLL / ECE / reliability bins before and
+    after, on the fitted rows and on the other rows (held out from the fit)."""
+    fit = [r for r in rows if r["split"] == fit_split]
+    held = [r for r in rows if r["split"] != fit_split]
+    report: dict = {"fit_split": fit_split, "n_fit": len(fit), "n_held_out": len(held),
+                    "scale": None, "reason": ""}
+    if len(fit) < calibration.MIN_PAIRS:
+        report["reason"] = (f"only {len(fit)} labeled pairs of the {fit_split} split (at least "
+                            f"{calibration.MIN_PAIRS} needed); label more pairs (drop --n)")
+        return report
+    scale = calibration.fit_scale(np.array([r["ai"] for r in fit]),
+                                  np.array([r["human"] for r in fit]))
+    report["scale"] = scale
+    for r in rows:
+        r["ai_calibrated"] = float(calibration.apply(np.array([r["ai"]]), scale)[0])
+    for name, part in (("fit", fit), ("held_out", held)):
+        if not part:
+            continue
+        raw = np.array([r["ai"] for r in part])
+        cal = np.array([r["ai_calibrated"] for r in part])
+        human = np.array([r["human"] for r in part])
+        report[name] = {
+            "n": len(part),
+            "nll_raw": calibration.nll(raw, human), "nll_calibrated": calibration.nll(cal, human),
+            "ece_raw": expected_calibration_error(raw, human),
+            "ece_calibrated": expected_calibration_error(cal, human),
+            "bins_raw": calibration.reliability_bins(raw, human),
+            "bins_calibrated": calibration.reliability_bins(cal, human),
+        }
+    return report
 
 
 def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:

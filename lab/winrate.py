@@ -1,130 +1,354 @@
-"""Stage 12 of the pipeline: win rate of the trained policy against the starting policy.
+"""Stage 12 of the pipeline: win rates of trained policies, as RLAIF's Table 1 reports them.
 
-RLAIF section 4.4 / Table 1: both policies summarise the same held-out posts (the test split,
-which neither the reward model nor the policy saw), and the exported labeler judges each pair
-of summaries in both orders (``p`` = probability that the trained policy's summary is better).
-A win is ``p > 0.5``, a tie (``p == 0.5``, e.g. identical summaries) counts half. The win rate
-is reported with a bootstrap 95% CI, and split by whether the trained summary is longer,
-shorter or as long, so a policy that only learned to write longer is visible.
+Every policy (the starting policy and each A2C folder given, e.g. RLAIF and RLHF) summarises
+the same held-out posts (a seeded sample of the test split, which no reward model or policy
+saw), greedily, within the budget the policies were trained with. Every pair of policies
+(each trained one against the start, and the trained ones against each other) is then judged
+by every judge given:
 
-Writes ``winrate.json``, ``winrate.md`` and ``summaries.jsonl`` into the A2C folder.
+  * a reward model (``rlaif rm train`` folder): p = sigmoid(r_a - r_b), which has no order;
+  * a labeler (an exported ``best.yaml``): both presentation orders averaged, exemplars and
+    all, exactly as the labeler labels.
+
+A judge that is the reward source of a policy (its reward model, or the labeler whose labels
+trained that reward model) is marked in the table: its verdict on that policy is not
+independent. A win is p > 0.5 + tolerance, a loss p < 0.5 - tolerance, and anything between,
+or identical summaries, is a tie counted half. Beside the win rate and its 95% CI:
+
+  * the length-controlled win rate: a logistic regression of the outcome on the difference in
+    words (scaled by its standard deviation), read at a difference of zero;
+  * how often the first policy's summary is longer, the mean words of each, and the share of
+    summaries cut at the token budget (truncated) per policy;
+  * the KL of each trained policy to the start on these posts, from one summary per post
+    sampled at temperature 1 (nats per summary).
+
+Writes ``winrate.json``, ``winrate.md``, ``summaries.jsonl`` and ``judgments.jsonl`` into the
+output folder; summaries are reused by a rerun with the same policies and posts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from lab.a2c import decode_summaries, generate, load_trained, policy_prompt, training_posts
-from lab.backends import make_backend
+from lab.a2c import (
+    A2CConfig,
+    decode_summaries,
+    generate,
+    load_policy,
+    load_trained,
+    policy_prompt,
+    sampled_kl,
+    training_posts,
+)
 from lab.config import RunConfig
 from lab.data import Pair
-from lab.label import Labeler, word_count
+from lab.io import write_json_atomic, write_text_atomic
+from lab.label import word_count
 from lab.metrics import bootstrap_ci
-from lab.run import write_json_atomic
+from lab.run import RunError
+from lab.stats import logistic_regression
+
+START = "start"
+"""Name of the starting policy in tables."""
 
 
-def summarise(lm, tokenizer, posts: list[str], max_new_tokens: int, temperature: float,
-              batch: int = 8, progress: bool = False, desc: str = "summaries") -> list[str]:
-    """Summaries of posts by a policy (greedy at temperature 0)."""
-    out = []
+@dataclass(frozen=True)
+class Judge:
+    """One judge of pairs of summaries."""
+
+    name: str
+    """How tables name it."""
+    kind: str
+    """``rm`` or ``labeler``."""
+    path: str
+    """The reward-model folder or the labeler config."""
+    source_of: tuple[str, ...] = ()
+    """Policies whose reward this judge produced (its verdicts on them are not independent)."""
+
+
+def summarise(lm, tokenizer, posts: list[str], max_new_tokens: int, temperature: float = 0.0,
+              batch: int = 8, progress: bool = False,
+              desc: str = "summaries") -> tuple[list[str], list[bool]]:
+    """Summaries of posts by a policy (greedy at temperature 0) and whether each was cut at
+    ``max_new_tokens`` without ending."""
+    out, cut = [], []
     for i in tqdm(range(0, len(posts), batch), desc=desc, disable=not progress,
                   file=sys.stderr):
         prompts = [policy_prompt(tokenizer, p) for p in posts[i:i + batch]]
         ids, mask, start = generate(lm, tokenizer, prompts, max_new_tokens, temperature)
         out += decode_summaries(tokenizer, ids, mask, start)
+        cut += (~(ids[:, start:] == tokenizer.eos_token_id).any(1)).tolist()
+    return out, cut
+
+
+def _shared_settings(configs: dict[str, A2CConfig]) -> A2CConfig:
+    """The A2C config the policies share (starting policy, data, budgets), or an error."""
+    first_name, first = next(iter(configs.items()))
+    for name, c in configs.items():
+        for field in ("policy", "data", "max_new_tokens", "max_post_tokens"):
+            if getattr(c, field) != getattr(first, field):
+                raise RunError(f"policies {first_name} and {name} differ in {field} "
+                               f"({getattr(first, field)!r} vs {getattr(c, field)!r}); win rates "
+                               "compare policies trained from one start on one budget")
+    return first
+
+
+def _same(a: str | Path | None, b: str | Path | None) -> bool:
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
+
+def _labeler_identity(config: RunConfig) -> tuple:
+    return (config.backend.model, config.prompt, config.decode)
+
+
+def reward_sources(judges: list[tuple[str, str, str]],
+                   configs: dict[str, A2CConfig]) -> list[Judge]:
+    """Judges with the policies each one produced the reward of."""
+    out = []
+    for name, kind, path in judges:
+        sources = []
+        for policy, c in configs.items():
+            if c.reward == "rm" and kind == "rm" and _same(path, c.rm_dir):
+                sources.append(policy)
+            elif c.reward == "labeler" and kind == "labeler" and _same(path, c.labeler):
+                sources.append(policy)
+            elif c.reward == "rm" and kind == "labeler" and c.rm_dir:
+                rm_cfg = json.loads((Path(c.rm_dir) / "config.json").read_text())
+                label_cfg = Path(c.rm_dir).parent / "label" / "config.json"
+                if rm_cfg.get("labels", "ai") != "human" and label_cfg.is_file() and (
+                        _labeler_identity(RunConfig.load(label_cfg))
+                        == _labeler_identity(RunConfig.load(path))):
+                    sources.append(policy)
+        out.append(Judge(name, kind, path, tuple(sources)))
     return out
 
 
-def _rate(wins: np.ndarray) -> dict:
+def _policy_summaries(policies: dict[str, str], shared: A2CConfig, texts: list[str],
+                      progress: bool) -> dict[str, dict]:
+    """Greedy summaries, truncation and (trained policies) sampled KL on the posts."""
+    result = {}
+    _, ref, tokenizer = load_policy(shared)
+    torch.manual_seed(0)
+    s, cut = summarise(ref, tokenizer, texts, shared.max_new_tokens, progress=progress,
+                       desc=f"{START} policy")
+    result[START] = {"summaries": s, "truncated": cut, "kl": [0.0] * len(texts)}
+    for name, folder in policies.items():
+        policy, ref, tokenizer, config = load_trained(folder)
+        torch.manual_seed(0)
+        s, cut = summarise(policy.lm, tokenizer, texts, config.max_new_tokens,
+                           progress=progress, desc=f"{name} policy")
+        torch.manual_seed(0)
+        kl, _ = sampled_kl(policy.lm, ref, tokenizer, texts, config.max_new_tokens)
+        result[name] = {"summaries": s, "truncated": cut, "kl": kl.tolist()}
+        del policy, ref
+    return result
+
+
+@dataclass(frozen=True)
+class _Post:
+    """A held-out post: its id, its text as policies read it, and one of its data pairs."""
+
+    post_id: str
+    post: str
+    pair: Pair
+
+
+def _judge_fn(judge: Judge, progress: bool):
+    """A function (posts, summaries a, summaries b) -> p that a is better, per post."""
+    if judge.kind == "rm":
+        from lab.reward_model import load_reward_model
+
+        rm = load_reward_model(judge.path)
+
+        def by_rm(posts_: list[_Post], a: list[str], b: list[str]) -> np.ndarray:
+            posts = [p.post for p in posts_]
+            with torch.no_grad():
+                ra = torch.cat([rm(posts[i:i + 16], a[i:i + 16]) for i in range(0, len(a), 16)])
+                rb = torch.cat([rm(posts[i:i + 16], b[i:i + 16]) for i in range(0, len(b), 16)])
+            return torch.sigmoid(ra - rb).numpy().astype(float)
+
+        return by_rm
+    from lab import models
+    from lab.backends import make_backend
+    from lab.cache import LabelCache
+    from lab.label import Labeler
+    from lab.run import prepare
+
+    config = RunConfig.load(judge.path)
+    labeler = Labeler(make_backend(config.backend), config.prompt, config.decode,
+                      prepare(config)[2], cache=LabelCache(models.cache_dir() / "labels.sqlite"))
+
+    def by_labeler(posts_: list[_Post], a: list[str], b: list[str]) -> np.ndarray:
+        shown = [dataclasses.replace(p.pair, first=x, second=y, key=f"{p.pair.key}|{i}")
+                 for i, (p, x, y) in enumerate(zip(posts_, a, b))]
+        return np.array([r["p"] for r in tqdm(labeler.label_many(shown), total=len(shown),
+                                               desc=f"judge {judge.name}", file=sys.stderr,
+                                               disable=not progress)])
+
+    return by_labeler
+
+
+def outcome(p: np.ndarray, a: list[str], b: list[str], tolerance: float) -> np.ndarray:
+    """1 (a wins), 0 (b wins) or 0.5 (tie: identical text or p within the tolerance of 0.5)."""
+    same = np.array([x.strip() == y.strip() for x, y in zip(a, b)])
+    win = np.where(p > 0.5 + tolerance, 1.0, np.where(p < 0.5 - tolerance, 0.0, 0.5))
+    return np.where(same, 0.5, win)
+
+
+def rate_with_ci(wins: np.ndarray) -> dict:
+    """Mean outcome with a bootstrap 95% CI (posts resampled)."""
     if len(wins) == 0:
         return {"n": 0, "win_rate": float("nan"), "ci": [float("nan"), float("nan")]}
     lo, hi = bootstrap_ci(wins)
     return {"n": int(len(wins)), "win_rate": float(wins.mean()), "ci": [lo, hi]}
 
 
-def win_rate(folder: str | Path, labeler_config: str | Path, n: int = 64,
-             temperature: float = 0.0, seed: int = 0, progress: bool = True) -> dict:
-    """Judge the trained policy of an A2C folder against its starting policy.
+def length_controlled(wins: np.ndarray, words_a: np.ndarray, words_b: np.ndarray) -> dict:
+    """Win rate at equal length: sigmoid of the intercept of a logistic regression of the
+    outcome on the word difference (scaled by its sd), with a 95% CI from its standard error."""
+    diff = (words_a - words_b).astype(float)
+    sd = diff.std()
+    if sd == 0:
+        r = rate_with_ci(wins)
+        return {"win_rate": r["win_rate"], "ci": r["ci"], "length_coef": float("nan"),
+                "reason": "every pair has the same length difference"}
+    fit = logistic_regression(np.column_stack([np.ones(len(diff)), diff / sd]), wins)
+    if not fit["converged"]:
+        return {"win_rate": float("nan"), "ci": [float("nan")] * 2,
+                "length_coef": float("nan"), "reason": fit["reason"]}
+    b0, se = fit["coef"][0], fit["se"][0]
+
+    def sig(x: float) -> float:
+        return float(1 / (1 + np.exp(-x)))
+
+    return {"win_rate": sig(b0), "ci": [sig(b0 - 1.96 * se), sig(b0 + 1.96 * se)],
+            "length_coef": fit["coef"][1], "length_p": fit["p"][1], "reason": ""}
+
+
+def win_rates(out: str | Path, policies: dict[str, str], judges: list[tuple[str, str, str]],
+              n: int = 64, seed: int = 0, tolerance: float = 1e-3,
+              progress: bool = True) -> dict:
+    """Judge every pair of policies with every judge; write the report into ``out``.
 
     Args:
-        folder: the folder ``rlaif rl train`` wrote.
-        labeler_config: the exported labeler (``best.yaml``) that judges.
-        n: held-out posts (seeded sample of the test split).
-        temperature: decoding of both policies (0: greedy).
-        seed: seed of the post sample and of sampled decoding.
+        out: the output folder.
+        policies: name -> A2C folder (``rlaif rl train --out``); the starting policy is theirs.
+        judges: (name, ``rm`` or ``labeler``, reward-model folder or labeler config).
+        n: held-out posts (seeded sample of the test split's posts within the post budget).
+        seed: seed of that sample.
+        tolerance: |p - 0.5| at most this is a tie.
         progress: show progress bars.
     """
-    folder = Path(folder)
-    policy, ref, tokenizer, config = load_trained(folder)
-    posts = training_posts(config.data, tokenizer, config.max_post_tokens, split="test")
+    if not policies:
+        raise RunError("winrate needs at least one --policy NAME=A2C_FOLDER")
+    if not judges:
+        raise RunError("winrate needs at least one judge (--judge-rm or --judge-labeler)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    configs = {}
+    for name, folder in policies.items():
+        if not (Path(folder) / "config.json").is_file():
+            raise RunError(f"{folder}: no A2C run; run `rlaif rl train --out {folder}` first")
+        configs[name] = A2CConfig(**json.loads((Path(folder) / "config.json").read_text()))
+    shared = _shared_settings(configs)
+    judge_list = reward_sources(judges, configs)
+    _, _, tokenizer = load_policy(dataclasses.replace(shared, train_layers=0))
+    posts = training_posts(shared.data, tokenizer, shared.max_post_tokens, split="test")
     rng = np.random.default_rng(seed)
-    chosen = [posts[i] for i in sorted(rng.choice(len(posts), min(n, len(posts)), False))]
-    texts = [t for _, t in chosen]
-    torch.manual_seed(seed)
-    trained = summarise(policy.lm, tokenizer, texts, config.max_new_tokens, temperature,
-                        progress=progress, desc="trained policy")
-    torch.manual_seed(seed)
-    start = summarise(ref, tokenizer, texts, config.max_new_tokens, temperature,
-                      progress=progress, desc="starting policy")
-    judge_config = RunConfig.load(labeler_config)
-    labeler = Labeler(make_backend(judge_config.backend), judge_config.prompt,
-                      judge_config.decode, exemplars=[])
-    rows = []
-    for (post_id, text), a, b in tqdm(list(zip(chosen, trained, start)), desc="judging",
-                                      disable=not progress, file=sys.stderr):
-        pair = Pair(key=post_id, post_id=post_id, text=text, title="", subreddit="",
-                    first=a, second=b, human=float("nan"), confidence=None, worker="")
-        record = labeler.label(pair)
-        rows.append({"post_id": post_id, "trained": a, "start": b, "p": record["p"],
-                     "p_fwd": record["p_fwd"], "p_swapped": record["p_swapped"],
-                     "len_trained": word_count(a), "len_start": word_count(b)})
-    p = np.array([r["p"] for r in rows])
-    wins = np.where(p == 0.5, 0.5, (p > 0.5).astype(float))
-    la = np.array([r["len_trained"] for r in rows])
-    lb = np.array([r["len_start"] for r in rows])
-    result = {
-        "policy": config.policy, "reward": config.reward, "judge": judge_config.backend.model,
-        "judge_identity": labeler.backend.identity, "temperature": temperature,
-        "overall": _rate(wins),
-        "trained_longer": _rate(wins[la > lb]),
-        "trained_shorter": _rate(wins[la < lb]),
-        "same_length": _rate(wins[la == lb]),
-        "identical_summaries": int(sum(r["trained"] == r["start"] for r in rows)),
-        "mean_words": {"trained": float(la.mean()), "start": float(lb.mean())},
-    }
-    with open(folder / "summaries.jsonl", "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r) + "\n")
-    write_json_atomic(folder / "winrate.json", result)
-    (folder / "winrate.md").write_text(to_markdown(result))
+    chosen = [_Post(i, t, p) for i, t, p in
+              (posts[k] for k in sorted(rng.choice(len(posts), min(n, len(posts)), False)))]
+    texts = [c.post for c in chosen]
+    setup = {"policies": {k: str(Path(v).resolve()) for k, v in policies.items()},
+             "checkpoints": {k: (Path(v) / "checkpoint.pt").stat().st_mtime
+                             for k, v in policies.items()},
+             "posts": [c.post_id for c in chosen]}
+    cached = out / "summaries.json"
+    if cached.is_file() and json.loads(cached.read_text()).get("setup") == setup:
+        summaries = json.loads(cached.read_text())["policies"]
+    else:
+        summaries = _policy_summaries(policies, shared, texts, progress)
+        write_json_atomic(cached, {"setup": setup, "policies": summaries})
+    names = [START, *policies]
+    words = {k: np.array([word_count(s) for s in summaries[k]["summaries"]]) for k in names}
+    comparisons = [(a, START) for a in policies] + [
+        (a, b) for i, a in enumerate(policies) for b in list(policies)[i + 1:]]
+    result: dict = {
+        "start_policy": shared.policy, "n_posts": len(chosen), "tolerance": tolerance,
+        "max_new_tokens": shared.max_new_tokens,
+        "policies": {k: {"folder": policies.get(k, ""),
+                         "reward": "-" if k == START else configs[k].reward,
+                         "mean_words": float(words[k].mean()),
+                         "truncated": float(np.mean(summaries[k]["truncated"])),
+                         "kl": float(np.mean(summaries[k]["kl"])),
+                         "kl_ci": list(bootstrap_ci(np.array(summaries[k]["kl"])))
+                         if k != START else [0.0, 0.0]} for k in names},
+        "judges": [dataclasses.asdict(j) for j in judge_list], "rows": []}
+    judgments = []
+    for judge in judge_list:
+        fn = _judge_fn(judge, progress)
+        for a, b in comparisons:
+            sa, sb = summaries[a]["summaries"], summaries[b]["summaries"]
+            p = fn(chosen, sa, sb)
+            wins = outcome(p, sa, sb, tolerance)
+            result["rows"].append({
+                "a": a, "b": b, "judge": judge.name,
+                "independent": not ({a, b} & set(judge.source_of)),
+                "source_of": [x for x in (a, b) if x in judge.source_of],
+                **rate_with_ci(wins),
+                "ties": int((wins == 0.5).sum()),
+                "identical": int(sum(x.strip() == y.strip() for x, y in zip(sa, sb))),
+                "a_longer": float(np.mean(words[a] > words[b])),
+                "length_controlled": length_controlled(wins, words[a], words[b]),
+            })
+            judgments += [{"post_id": c.post_id, "a": a, "b": b, "judge": judge.name,
+                           "p": float(pi), "outcome": float(w)}
+                          for c, pi, w in zip(chosen, p, wins)]
+    rows = [{"post_id": c.post_id, **{k: summaries[k]["summaries"][i] for k in names}}
+            for i, c in enumerate(chosen)]
+    write_text_atomic(out / "summaries.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_text_atomic(out / "judgments.jsonl",
+                      "".join(json.dumps(r) + "\n" for r in judgments))
+    write_json_atomic(out / "winrate.json", result)
+    write_text_atomic(out / "winrate.md", to_markdown(result))
     return result
 
 
-def to_markdown(r: dict) -> str:
-    """The win-rate table (what ``rlaif winrate`` prints)."""
-    def cell(x: dict) -> str:
-        if not x["n"]:
-            return "- | 0"
-        return f"{x['win_rate']:.3f} [{x['ci'][0]:.3f}, {x['ci'][1]:.3f}] | {x['n']}"
+def _ci(x: float, ci: list[float]) -> str:
+    if x != x:
+        return "-"
+    return f"{x:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
+
+def to_markdown(r: dict) -> str:
+    """The win-rate tables (what ``rlaif winrate`` prints)."""
     lines = [
-        f"**Win rate of the A2C policy over the starting {r['policy']} (reward: {r['reward']}), "
-        f"judged by {r['judge']} in both orders**",
+        f"**Win rates on {r['n_posts']} held-out posts (test split), greedy summaries of at most "
+        f"{r['max_new_tokens']} tokens; ties (|p - 0.5| <= {r['tolerance']:g} or identical "
+        "text) count half**",
         "",
-        "| posts | win rate [95% CI] | n |",
-        "|---|---|---|",
-        f"| all held-out posts | {cell(r['overall'])} |",
-        f"| trained summary longer | {cell(r['trained_longer'])} |",
-        f"| trained summary shorter | {cell(r['trained_shorter'])} |",
-        f"| same length | {cell(r['same_length'])} |",
-        "",
-        f"Mean words: trained {r['mean_words']['trained']:.1f}, starting "
-        f"{r['mean_words']['start']:.1f}; identical summaries: {r['identical_summaries']}.",
+        "| A vs B | judge | independent of both rewards | A wins [95% CI] | "
+        "length-controlled [95% CI] | ties (identical) | A longer |",
+        "|---|---|---|---|---|---|---|",
     ]
+    for row in r["rows"]:
+        ind = "yes" if row["independent"] else f"no: reward of {', '.join(row['source_of'])}"
+        lc = row["length_controlled"]
+        lines.append(f"| {row['a']} vs {row['b']} | {row['judge']} | {ind} | "
+                     f"{_ci(row['win_rate'], row['ci'])} | {_ci(lc['win_rate'], lc['ci'])} | "
+                     f"{row['ties']} ({row['identical']}) | {row['a_longer']:.2f} |")
+    lines += ["", "| policy | reward | mean words | truncated at the budget | "
+              "KL to start, nats/summary [95% CI] |", "|---|---|---|---|---|"]
+    for name, p in r["policies"].items():
+        lines.append(f"| {name} | {p['reward']} | {p['mean_words']:.1f} | {p['truncated']:.2f} | "
+                     f"{_ci(p['kl'], p['kl_ci'])} |")
+    lines += ["", "Length-controlled: a logistic regression of the outcome on the difference in "
+              "words, read at equal length. KL: one summary per post sampled at temperature 1."]
     return "\n".join(lines) + "\n"

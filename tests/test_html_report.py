@@ -203,14 +203,22 @@ def test_rlaif_folder_report_shows_what_was_run(run_dir, tmp_path):
     shutil.copytree(run_dir, rl / "label")
     html = build_report(rl).read_text()
     assert "no rm_eval.json in" in html and f"run `rlaif rm eval {rl}`" in html
-    assert f"no win rate in {rl / 'a2c'}" in html
+    assert f"no win rate in {rl / 'winrate'}" in html and f"no A2C run in {rl}" in html
     (rl / "rm_eval.json").write_text(json.dumps({"test_split": "test", "rows": [
         {"name": "reward model on AI labels", "n": 7, "accuracy": 0.25, "ci": [0.1, 0.4]}]}))
+    (rl / "winrate").mkdir()
+    (rl / "winrate" / "winrate.json").write_text(json.dumps({"n_posts": 4, "rows": [
+        {"a": "rlaif", "b": "start", "judge": "rm", "win_rate": 0.75, "ci": [0.5, 1.0],
+         "length_controlled": {"win_rate": 0.625, "ci": [0.2, 0.9]}}],
+        "policies": {"start": {"mean_words": 20.5, "kl_ci": [0, 0]}}}))
     (rl / "a2c").mkdir()
-    (rl / "a2c" / "winrate.json").write_text(json.dumps({
-        "judge": "fake", "overall": {"n": 4, "win_rate": 0.75, "ci": [0.5, 1.0]}}))
+    (rl / "a2c" / "log.csv").write_text("update,score\n1,0.5\n")
+    (rl / "a2c" / "trend.json").write_text(json.dumps({"updates": 1}))
     html = build_report(rl).read_text()
     assert "no rm_eval.json" not in html and "no win rate" not in html
+    assert "no A2C run" not in html and "a2c/trend.json: did the score rise?" in html
     assert ("<tr><td>reward model on AI labels</td><td>7</td><td>0.250</td>"
             "<td>[0.100, 0.400]</td></tr>") in html
-    assert "<tr><td>overall</td><td>4</td><td>0.750</td><td>[0.500, 1.000]</td></tr>" in html
+    assert ("<tr><td>rlaif</td><td>start</td><td>rm</td><td>0.750</td><td>[0.500, 1.000]</td>"
+            "<td>0.625</td></tr>") in html
+    assert "<tr><td>start</td><td>20.500</td></tr>" in html

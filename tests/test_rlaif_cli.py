@@ -36,25 +36,44 @@ def test_rlaif_pipeline_on_fake_backend(tmp_path):
     # the fake labeler prefers the longer summary (the second one in every row)
     assert all(p["ai"] < 0.5 for p in pairs)
 
+    calib = json.loads((rm / "calibration.json").read_text())
+    n_pool = sum(p["split"] == "pool" for p in pairs)
+    assert calib["scale"] is None and calib["n_fit"] == n_pool < 20
+    assert calib["reason"] == (f"only {n_pool} labeled pairs of the pool split (at least 20 "
+                               "needed); label more pairs (drop --n)")
+
     r = rlaif("rm", "train", str(rm), "--backbone", str(encoder), "--epochs", "3",
-              "--no-progress")
+              "--seeds", "0", "1", "--no-progress")
     assert r.returncode == 0, r.stderr
-    assert "rm_ai:" in r.stdout and "rm_human:" in r.stdout
+    assert f"skipped rm_ai_calibrated: {calib['reason']}" in r.stdout
+    for name in ("rm_ai", "rm_ai_seed1", "rm_ai_hard", "rm_ai_hard_seed1", "rm_human",
+                 "rm_human_seed1"):
+        assert f"{name}: " in r.stdout and (rm / name / "model.pt").is_file()
+    assert not (rm / "rm_ai_calibrated").exists()
+    # asking for the calibrated labels by name is an error, not a skip
+    r = rlaif("rm", "train", str(rm), "--labels", "ai_calibrated", "--backbone", str(encoder))
+    assert r.returncode == 2
+    assert r.stderr == (f"error: {rm}/pairs.jsonl has no calibrated labels: {calib['reason']}\n")
 
     r = rlaif("rm", "eval", str(rm), "--curve", "8,16", "--no-progress")
     assert r.returncode == 0, r.stderr
     result = json.loads((rm / "rm_eval.json").read_text())
-    names = [row["name"] for row in result["rows"]]
-    assert names == ["reward model on AI labels", "reward model on human labels",
-                     "length-only baseline"]
+    names = [(row["labels"], row["seed"]) for row in result["rows"]]
+    assert names == [("ai", 0), ("ai", 1), ("ai_hard", 0), ("ai_hard", 1), ("human", 0),
+                     ("human", 1), ("-", None)]
     n_test = len([i for i in range(48) if f"t3_post{i}" in test_posts])
     assert all(row["n"] == n_test for row in result["rows"])
     # every held-out human label prefers summary 1 on even rows; the longer one is always 2nd
     even = sum(1 for i in range(48) if f"t3_post{i}" in test_posts and i % 2 == 0)
-    assert result["rows"][2]["accuracy"] == 1 - even / n_test
+    base = result["rows"][-1]
+    assert base["accuracy"] == 1 - even / n_test
+    assert base["prefers_longer"] == 1.0 and base["length_balanced"] == 0.5
+    assert [k["labels"] for k in result["kinds"]] == ["ai", "ai_hard", "human"]
+    assert all(k["seeds"] == 2 for k in result["kinds"])
+    assert [(t["a"], t["b"]) for t in result["tests"]] == [("ai", "human"), ("ai_hard", "human")]
     assert (rm / "rm_curve.png").stat().st_size > 10_000
     assert {(p["labels"], p["n_train"] <= 16) for p in result["curve"]} >= {
-        ("ai", True), ("human", True)}
+        ("ai", True), ("ai_hard", True), ("human", True)}
 
     rl = tmp_path / "rl"
     args = ("rl", "train", "--policy", str(policy), "--rm", str(rm / "rm_ai"), "--data",
@@ -74,10 +93,27 @@ def test_rlaif_pipeline_on_fake_backend(tmp_path):
     r = rlaif(*args, "--updates", "4", "--lr", "1e-3")
     assert r.returncode == 2 and "different A2C config" in r.stderr
 
-    r = rlaif("winrate", str(rl), "--labeler", str(labeler), "--n", "4", "--no-progress")
+    t = json.loads((rl / "trend.json").read_text())
+    assert t["updates"] == 3 and "slope_per_update" in t
+    assert {"truncated", "length"} <= set(log3[0])
+
+    win = tmp_path / "win"
+    r = rlaif("winrate", "--out", str(win), "--policy", f"rlaif={rl}",
+              "--judge-rm", f"human-rm={rm / 'rm_human'}",
+              "--judge-labeler", f"labeler={labeler}", "--n", "4", "--no-progress")
     assert r.returncode == 0, r.stderr
-    win = json.loads((rl / "winrate.json").read_text())
-    assert win["overall"]["n"] == 4 and 0 <= win["overall"]["win_rate"] <= 1
-    parts = sum(win[k]["n"] for k in ("trained_longer", "trained_shorter", "same_length"))
-    assert parts == 4
-    assert len((rl / "summaries.jsonl").read_text().splitlines()) == 4
+    w = json.loads((win / "winrate.json").read_text())
+    assert [(row["a"], row["b"], row["judge"], row["independent"]) for row in w["rows"]] == [
+        ("rlaif", "start", "human-rm", True), ("rlaif", "start", "labeler", False)]
+    # the labeler's labels trained the reward model this policy was optimised against
+    assert w["rows"][1]["source_of"] == ["rlaif"]
+    for row in w["rows"]:
+        assert row["n"] == 4 and 0 <= row["win_rate"] <= 1
+    assert w["policies"]["start"]["kl"] == 0.0 and set(w["policies"]) == {"start", "rlaif"}
+    assert len((win / "summaries.jsonl").read_text().splitlines()) == 4
+    assert len((win / "judgments.jsonl").read_text().splitlines()) == 8
+    assert "| rlaif vs start | labeler | no: reward of rlaif |" in r.stdout
+    r = rlaif("winrate", "--out", str(win), "--policy", "rlaif", "--judge-rm", "x=y")
+    assert r.returncode == 2
+    assert r.stderr == ("error: --policy 'rlaif': expected NAME=PATH, e.g. --policy "
+                        "rlaif=results/rlaif/a2c_ai\n")
