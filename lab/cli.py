@@ -242,7 +242,16 @@ def cmd_rm(args: argparse.Namespace) -> int:
         result = label_training_pairs(labeler, args.out, args.data, args.n, cache,
                                       progress=not args.no_progress)
         print(format_table(result, f"{labeler.backend.model}: AI labels of the training split"))
-        print(f"wrote {args.out}/pairs.jsonl, trl_preferences.jsonl and label/")
+        cal = json.loads((Path(args.out) / "calibration.json").read_text())
+        if cal["scale"] is None:
+            print(f"no calibration: {cal['reason']}")
+        else:
+            held = cal.get("held_out") or cal["fit"]
+            print(f"calibration: logit x{cal['scale']:.2f}, fitted on {cal['n_fit']} "
+                  f"{cal['fit_split']}-split pairs; NLL of the human labels on {held['n']} "
+                  f"other pairs {held['nll_raw']:.3f} -> {held['nll_calibrated']:.3f}")
+        print(f"wrote {args.out}/pairs.jsonl, trl_preferences.jsonl, calibration.json and "
+              "label/")
         return 0
     if args.action == "train":
         from lab.reward_model import (

@@ -23,6 +23,7 @@ def test_rlaif_pipeline_on_fake_backend(tmp_path):
 
     r = rlaif("rm", "label", "--config", str(labeler), "--out", str(rm), "--no-progress")
     assert r.returncode == 0, r.stderr
+    label_out = r.stdout
     pairs = [json.loads(x) for x in (rm / "pairs.jsonl").read_text().splitlines()]
     trl = [json.loads(x) for x in (rm / "trl_preferences.jsonl").read_text().splitlines()]
     test_posts = {f"t3_post{i}" for i in range(48)} - {p["post_id"] for p in pairs}
@@ -41,6 +42,7 @@ def test_rlaif_pipeline_on_fake_backend(tmp_path):
     assert calib["scale"] is None and calib["n_fit"] == n_pool < 20
     assert calib["reason"] == (f"only {n_pool} labeled pairs of the pool split (at least 20 "
                                "needed); label more pairs (drop --n)")
+    assert f"no calibration: {calib['reason']}\n" in label_out
 
     r = rlaif("rm", "train", str(rm), "--backbone", str(encoder), "--epochs", "3",
               "--seeds", "0", "1", "--no-progress")
