@@ -105,7 +105,7 @@ def decode(raw: bytes) -> str:
 def json_value(line: str):
     """One JSON value; DataError with the parser's message and column otherwise."""
     try:
-        return json.loads(line)
+        return json.loads(line.rstrip("\r\n"))  # a truncated row: its column, not line 2's
     except json.JSONDecodeError as err:
         raise DataError(f"bad JSON ({err.msg} at column {err.colno})") from None
 
