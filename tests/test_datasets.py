@@ -99,6 +99,8 @@ def test_hh_folder_reads_every_split_and_subsets_select(tmp_path):
     "line, message",
     [
         ('{"chosen": "\\n\\nHuman: hi", "rejected": "\\n\\nHuman: ho"}',
+         "field 'chosen' has no '\\n\\nAssistant:' turn"),
+        ('{"chosen": "\\n\\nHuman: hi\\n\\nAssistant: a", "rejected": "\\n\\nHuman: ho"}',
          "fields 'chosen' and 'rejected' share no '\\n\\nAssistant:' turn"),
         ('{"chosen": "\\n\\nHuman: hi\\n\\nAssistant: x"}', "missing field 'rejected'"),
         ('{"chosen": 1, "rejected": "x"}', "fields 'chosen' and 'rejected' must be strings"),

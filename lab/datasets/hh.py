@@ -89,6 +89,8 @@ def split_dialogue(chosen: str, rejected: str) -> tuple[str, str, str]:
     Returns:
         ``(dialogue, chosen reply, rejected reply)``, the replies stripped.
     """
+    if MARKER not in chosen:
+        raise DataError("field 'chosen' has no '\\n\\nAssistant:' turn")
     shared = os.path.commonprefix([chosen, rejected])
     cut = shared.rfind(MARKER)
     if cut < 0:
