@@ -2,6 +2,7 @@
 
 Subcommands:
   label           label human-judged pairs with an AI labeler and score its alignment
+  data            what a human-preference dataset holds, per subset (rows, ties, length)
   sweep           run an experiment grid or search (experiments/NAME.yaml) through Optuna
   table           ablation table of a sweep (Markdown, CSV, LaTeX)
   plot            plots of a sweep (PNG)
@@ -30,6 +31,7 @@ from pathlib import Path
 import lab
 from lab import models
 from lab.config import RunConfig
+from lab.datasets import LOADERS as DATASETS
 from lab.errors import LabError
 
 USER_ERRORS = (LabError,)
@@ -371,6 +373,20 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from lab import data as data_mod
+    from lab.datasets import stats
+
+    source = data_mod.resolve_data_path(args.path, args.task)
+    pairs, skipped = data_mod.load_pairs(source, args.skip_bad_rows, args.include_edits,
+                                         task=args.task)
+    tasks = sorted({p.task for p in pairs})
+    print(f"{source}: {len(pairs)} pairs ({', '.join(tasks)})"
+          + (f", {skipped} bad rows skipped" if skipped else ""))
+    print(stats.format_table(stats.table(pairs)))
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from lab import cache as cache_mod
     from lab.errors import RunError
@@ -556,6 +572,14 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("experiment", help="experiments/NAME.yaml (see experiments/optimize_*.yaml)")
     o.add_argument("--results", default="results", help="results root (default: results)")
     o.add_argument("--no-progress", action="store_true")
+    d = sub.add_parser("data", help="what a human-preference dataset holds, per subset")
+    d.add_argument("path", nargs="?", help="file, dataset folder or data root "
+                   "(default: $RLAIF_DATA_DIR)")
+    d.add_argument("--task", choices=list(DATASETS),
+                   help="which dataset to read (default: detected; TL;DR in a data root)")
+    d.add_argument("--skip-bad-rows", action="store_true")
+    d.add_argument("--include-edits", action="store_true",
+                   help="TL;DR: also read the edit_* files")
     c = sub.add_parser("cache", help="the per-pair label cache: info, verify, clear")
     c.add_argument("action", choices=["info", "verify", "clear"])
     c.add_argument("--path", help="cache file (default: the lab's, in $RLAIF_CACHE_DIR)")
@@ -573,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"label": cmd_label, "sweep": cmd_sweep, "table": cmd_table, "plot": cmd_plot,
                 "export": cmd_export, "models": cmd_models, "rm": cmd_rm,
                 "rl": cmd_rl, "winrate": cmd_winrate, "optimize": cmd_optimize,
-                "report": cmd_report, "cache": cmd_cache}
+                "report": cmd_report, "cache": cmd_cache, "data": cmd_data}
     try:
         return handlers[args.command](args)
     except USER_ERRORS as err:

@@ -39,6 +39,7 @@ from annotated_types import Ge
 
 from lab.config import ConfigError, RunConfig, build, build_section, load_mapping
 from lab.data import DataConfig
+from lab.pair import identity_fields
 from lab.prompts import template_digests
 
 # axis name -> (config section, key)
@@ -194,8 +195,7 @@ def run_identity(config: RunConfig, pairs: list, exemplars: list) -> dict:
     ident = {
         "config": cfg,
         # the pairs' content, not where they were read from (Pair.source names the file)
-        "data": content_hash([[{k: v for k, v in dataclasses.asdict(p).items() if k != "source"}
-                               for p in pairs],
+        "data": content_hash([[identity_fields(p) for p in pairs],
                               [dataclasses.asdict(e) for e in exemplars]]),
         "templates": template_hashes(config.prompt),
     }
