@@ -17,8 +17,8 @@ or identical summaries, is a tie counted half. Beside the win rate and its 95% C
 
   * the length-controlled win rate: a logistic regression of the outcome on the difference in
     words (scaled by its standard deviation), read at a difference of zero;
-  * how often the first policy's summary is longer, the mean words of each, and the share of
-    summaries cut at the token budget (truncated) per policy;
+  * how often the first policy's summary is longer, the mean words of each, and the shares of
+    summaries cut at the token budget (truncated) and of empty summaries per policy;
   * the KL of each trained policy to the start on these posts, from one summary per post
     sampled at temperature 1 (nats per summary).
 
@@ -287,6 +287,8 @@ def win_rates(out: str | Path, policies: dict[str, str], judges: list[tuple[str,
                          "reward": "-" if k == START else configs[k].reward,
                          "mean_words": float(words[k].mean()),
                          "truncated": float(np.mean(summaries[k]["truncated"])),
+                         "empty": float(np.mean([not x.strip()
+                                                 for x in summaries[k]["summaries"]])),
                          "kl": float(np.mean(summaries[k]["kl"])),
                          "kl_ci": list(bootstrap_ci(np.array(summaries[k]["kl"])))
                          if k != START else [0.0, 0.0]} for k in names},
@@ -344,11 +346,11 @@ def to_markdown(r: dict) -> str:
         lines.append(f"| {row['a']} vs {row['b']} | {row['judge']} | {ind} | "
                      f"{_ci(row['win_rate'], row['ci'])} | {_ci(lc['win_rate'], lc['ci'])} | "
                      f"{row['ties']} ({row['identical']}) | {row['a_longer']:.2f} |")
-    lines += ["", "| policy | reward | mean words | truncated at the budget | "
-              "KL to start, nats/summary [95% CI] |", "|---|---|---|---|---|"]
+    lines += ["", "| policy | reward | mean words | truncated at the budget | empty | "
+              "KL to start, nats/summary [95% CI] |", "|---|---|---|---|---|---|"]
     for name, p in r["policies"].items():
         lines.append(f"| {name} | {p['reward']} | {p['mean_words']:.1f} | {p['truncated']:.2f} | "
-                     f"{_ci(p['kl'], p['kl_ci'])} |")
+                     f"{p['empty']:.2f} | {_ci(p['kl'], p['kl_ci'])} |")
     lines += ["", "Length-controlled: a logistic regression of the outcome on the difference in "
               "words, read at equal length. KL: one summary per post sampled at temperature 1."]
     return "\n".join(lines) + "\n"
