@@ -392,7 +392,10 @@ def train(config: A2CConfig, out: str | Path, progress: bool = True) -> list[dic
     from lab.plots import plot_a2c
 
     plot_a2c(log, out / "curves.png", config)
-    write_json_atomic(out / "trend.json", score_trend(log))
+    from lab.machine import cpu_info
+
+    write_json_atomic(out / "trend.json", {**score_trend(log), "dtype": "float32",
+                                           "threads": torch.get_num_threads(), **cpu_info()})
     return log
 
 

@@ -52,6 +52,7 @@ from lab.config import RunConfig
 from lab.data import Pair
 from lab.io import write_json_atomic, write_text_atomic
 from lab.label import word_count
+from lab.machine import cpu_info
 from lab.metrics import bootstrap_ci
 from lab.run import RunError
 from lab.stats import logistic_regression
@@ -282,7 +283,7 @@ def win_rates(out: str | Path, policies: dict[str, str], judges: list[tuple[str,
         (a, b) for i, a in enumerate(policies) for b in list(policies)[i + 1:]]
     result: dict = {
         "start_policy": shared.policy, "n_posts": len(chosen), "tolerance": tolerance,
-        "max_new_tokens": shared.max_new_tokens,
+        "max_new_tokens": shared.max_new_tokens, "dtype": "float32", **cpu_info(),
         "policies": {k: {"folder": policies.get(k, ""),
                          "reward": "-" if k == START else configs[k].reward,
                          "mean_words": float(words[k].mean()),
