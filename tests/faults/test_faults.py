@@ -312,7 +312,7 @@ CASES = [
          2, "{tmp}/c.yaml: unknown section 'promt'; known: data, prompt, backend, decode"),
     Case("cfg-unknown-key", text("c.yaml", "prompt: {preambel: base}\n"),
          LABEL + " --config {tmp}/c.yaml", 2, "{tmp}/c.yaml: prompt: unknown key 'preambel'; "
-         "known: cot, max_exemplar_chars, preamble, shots, shuffle_order"),
+         "known: cot, judge, max_exemplar_chars, preamble, shots, shuffle_order"),
     Case("cfg-confidence-choice", text("c.yaml", "data: {confidence: medium}\n"),
          LABEL.replace(" --confidence all", "") + " --config {tmp}/c.yaml", 2,
          "{tmp}/c.yaml: data.confidence: expected 'high' or 'all', found 'medium'"),
