@@ -41,7 +41,7 @@ LABEL_FLAGS = {
     "data": ("data", "path"), "confidence": ("data", "confidence"), "split": ("data", "split"),
     "n": ("data", "n"), "seed": ("data", "seed"), "skip_bad_rows": ("data", "skip_bad_rows"),
     "preamble": ("prompt", "preamble"), "shots": ("prompt", "shots"), "cot": ("prompt", "cot"),
-    "shuffle_order": ("prompt", "shuffle_order"),
+    "shuffle_order": ("prompt", "shuffle_order"), "judge": ("prompt", "judge"),
     "backend": ("backend", "backend"), "model": ("backend", "model"),
     "dtype": ("backend", "dtype"), "score_dtype": ("backend", "score_dtype"),
     "chat": ("backend", "chat"),
@@ -89,6 +89,10 @@ def _label_parser(sub) -> None:
                    help="openai: next-token log-probs asked for (default 20)")
     p.add_argument("--preamble", help="template in prompts/preamble/ (base, detailed, ...)")
     p.add_argument("--shots", type=int)
+    p.add_argument("--judge", metavar="NAME",
+                   help="how the preference is read: pairwise (default: 1/2, both orders), "
+                        "rating (each response 1-9), pairwise-tie (1/2/3 = tie), self-reward "
+                        "(additive 0-5 rubric); docs/judges.md")
     p.add_argument("--shuffle-order", type=int, metavar="SEED",
                    help="present each pair in a seeded random order first (recorded per label)")
     p.add_argument("--cot", action=argparse.BooleanOptionalAction, default=None)
@@ -126,7 +130,8 @@ def cmd_label(args: argparse.Namespace) -> int:
               "rerun the same command to continue", file=sys.stderr)
         return 130
     c = config
-    title = (f"{c.backend.model} | preamble={c.prompt.preamble} shots={c.prompt.shots} "
+    judge = f"judge={c.prompt.judge} " if c.prompt.judge != "pairwise" else ""
+    title = (f"{c.backend.model} | {judge}preamble={c.prompt.preamble} shots={c.prompt.shots} "
              f"cot={c.prompt.cot} samples={c.decode.samples} | {c.data.confidence}-confidence "
              f"{c.data.split} split")
     print(format_table(result, title))

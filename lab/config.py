@@ -18,6 +18,7 @@ from annotated_types import Ge, Gt
 from lab.backends import BackendConfig
 from lab.data import DataConfig
 from lab.errors import ConfigError  # noqa: F401  (re-exported)
+from lab.judges import JUDGES, judge_class
 from lab.label import DecodeConfig
 from lab.prompts import PromptConfig
 from lab.typed import build, load_mapping  # noqa: F401  (build re-exported)
@@ -29,7 +30,8 @@ LIMITS = {
         "split": Literal["pool", "dev", "test", "eval", "train", "all"],
         "n": [Ge(1)],
     },
-    PromptConfig: {"shots": [Ge(0)], "max_exemplar_chars": [Ge(1)]},
+    PromptConfig: {"shots": [Ge(0)], "max_exemplar_chars": [Ge(1)],
+                   "judge": Literal[tuple(JUDGES)]},
     BackendConfig: {
         "backend": Literal["transformers", "vllm", "openai", "fake"],
         "dtype": Literal["auto", "bf16", "fp16", "fp32"],
@@ -47,6 +49,11 @@ LIMITS = {
     DecodeConfig: {"samples": [Ge(1)], "temperature": [Ge(0)],
                    "max_rationale_tokens": [Ge(1)]},
 }
+
+LATER_DEFAULTS = {("prompt", "judge"): "pairwise"}
+"""Settings added after run identities were first written: left out of
+:meth:`RunConfig.identity_dict` and :meth:`RunConfig.to_dict` while they hold these defaults,
+so that every run folder and sweep trial labeled before them keeps its identity."""
 
 
 def build_section(kind: type, raw: dict, source: str, prefix: str = ""):
@@ -68,8 +75,13 @@ class RunConfig:
     """Stage 4: rationale decoding."""
 
     def to_dict(self) -> dict:
-        """Plain nested dict (what config.json holds)."""
-        return dataclasses.asdict(self)
+        """Plain nested dict (what config.json holds); a setting of :data:`LATER_DEFAULTS` at
+        its default is left out (config.json of a pairwise run reads as it always did)."""
+        raw = dataclasses.asdict(self)
+        for (section, key), default in LATER_DEFAULTS.items():
+            if raw[section].get(key, _NONE) == default:
+                del raw[section][key]
+        return raw
 
     def identity_dict(self) -> dict:
         """:meth:`to_dict` without the fields that say how labels are computed rather than
@@ -77,7 +89,9 @@ class RunConfig:
         resumed with a longer ``--timeout`` is the same run."""
         return {
             section.name: {f.name: getattr(part, f.name)
-                           for f in dataclasses.fields(part) if f.compare}
+                           for f in dataclasses.fields(part) if f.compare
+                           and LATER_DEFAULTS.get((section.name, f.name), _NONE)
+                           != getattr(part, f.name)}
             for section in dataclasses.fields(self)
             if (part := getattr(self, section.name)) is not None
         }
@@ -115,6 +129,10 @@ class RunConfig:
             )
         if self.decode.samples > 1 and not self.prompt.cot:
             raise ConfigError(f"{source}: self-consistency (decode.samples > 1) needs prompt.cot")
+        judge_class(self.prompt.judge).check_prompt(self.prompt, source)
+
+
+_NONE = object()
 
 
 def _section(raw: dict, name: str) -> dict:

@@ -47,6 +47,7 @@ AXES = {
     "preamble": ("prompt", "preamble"),
     "shots": ("prompt", "shots"),
     "cot": ("prompt", "cot"),
+    "judge": ("prompt", "judge"),
     "samples": ("decode", "samples"),
     "temperature": ("decode", "temperature"),
     "max_rationale_tokens": ("decode", "max_rationale_tokens"),

@@ -1,15 +1,22 @@
-"""Stage 4 of the pipeline: preference, the AI label of one pair.
+"""Stage 4 of the pipeline: preference, the AI label of one pair, by the configured judge.
 
-As in RLAIF (arXiv 2309.00267, section 2): the preference is the softmax over the next-token
-log-probabilities of ``1`` and ``2``. Both presentation orders are scored and averaged,
+The :class:`Labeler` runs a judge (:mod:`lab.judges`, ``prompt.judge``) on pairs: it asks the
+judge for each pair's *units* (the cached pieces of its label), looks each up in the label
+cache, computes the missing ones with one ``generate`` call (chain-of-thought rationales) and
+one ``score`` call for a whole chunk, and has the judge combine the units into the label.
+Whatever the judge, ``p`` is the probability that the *first* response is better, the lab's
+one preference representation.
+
+The default judge, ``pairwise`` (:mod:`lab.judges.pairwise`), is RLAIF's (arXiv 2309.00267,
+section 2): the softmax over the next-token log-probabilities of ``1`` and ``2``, both
+presentation orders scored and averaged,
 
     p = (p_fwd + 1 - p_swapped) / 2,
 
 where ``p_fwd`` is P("1") with the pair in its stored order and ``p_swapped`` is P("1") with
-the summaries swapped; so ``p`` is the probability that the *first* response is better, the
-lab's one preference representation. With chain-of-thought a rationale is decoded first
-(greedy, or N samples at temperature T for self-consistency), appended with the ending
-``Preferred Summary=``, and the distributions of the N samples are averaged.
+the summaries swapped. With chain-of-thought a rationale is decoded first (greedy, or N samples
+at temperature T for self-consistency), appended with the ending ``Preferred Summary=``, and
+the distributions of the N samples are averaged.
 """
 
 from __future__ import annotations
@@ -21,13 +28,22 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from lab.backends import Backend
-from lab.cache import FIX, LabelCache, cache_key
+from lab.backends import Backend, Score
+from lab.cache import FIX, LabelCache
 from lab.data import Pair, pair_id
 from lab.errors import BackendError, RunError
-from lab.prompts import Exemplar, PromptConfig, render
+from lab.judges import Judge, Unit, judge_class
+from lab.judges.base import (  # noqa: F401  (re-exported: their home before judges existed)
+    LABEL_FIELDS,
+    debias,
+    label_problem,
+    precision_of,
+    prob_first,
+)
+from lab.prompts import Exemplar, PromptConfig
 
 CANDIDATES = ["1", "2"]
+"""The pairwise judge's tokens (:attr:`lab.judges.pairwise.PairwiseJudge.candidates`)."""
 
 
 @dataclass(frozen=True)
@@ -44,53 +60,14 @@ class DecodeConfig:
     """Seed of the sampled rationales."""
 
 
-def prob_first(logprobs: tuple[float, ...]) -> float:
-    """Softmax over the log-probs of '1' and '2': the probability of '1'."""
-    a, b = logprobs
-    m = max(a, b)
-    ea, eb = math.exp(a - m), math.exp(b - m)
-    return ea / (ea + eb)
-
-
-def debias(p_fwd: float, p_swapped: float) -> float:
-    """Average both orders: P(first better) = (p_fwd + 1 - p_swapped) / 2."""
-    return (p_fwd + (1.0 - p_swapped)) / 2.0
-
-
-def precision_of(backend: Backend) -> str:
-    """How a backend computes the scored logits (its ``precision``, else its dtype)."""
-    precision = getattr(backend, "precision", None)
-    return str(precision if precision is not None else getattr(backend, "dtype", ""))
-
-
-LABEL_FIELDS = ("p", "p_fwd", "p_swapped", "rationales", "prompt_tokens", "generated_tokens",
-                "seconds")
-
-
-def label_problem(label: dict) -> str | None:
-    """What is wrong with a label (None if nothing): each of ``p``, ``p_fwd``, ``p_swapped``
-    a finite number in [0, 1], and ``p`` their debiased mean, so a flipped ``p`` shows."""
-    missing = [f for f in LABEL_FIELDS if f not in label]
-    if missing:
-        return f"no '{missing[0]}'"
-    for name in ("p", "p_fwd", "p_swapped"):
-        v = label[name]
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
-                or not 0.0 <= v <= 1.0:
-            return f"{name} = {v!r} is not a probability in [0, 1]"
-    expected = debias(label["p_fwd"], label["p_swapped"])
-    if abs(label["p"] - expected) > 1e-9:
-        return f"p = {label['p']!r} is not (p_fwd + 1 - p_swapped) / 2 = {expected!r}"
-    return None
-
-
 def word_count(text: str) -> int:
     """Length measure used for length bias (whitespace words)."""
     return len(text.split())
 
 
 class Labeler:
-    """Turns a pair into an AI preference with a given backend, prompt and decoding."""
+    """Turns a pair into an AI preference with a given backend, prompt, decoding and judge
+    (``prompt.judge``)."""
 
     def __init__(
         self,
@@ -107,93 +84,102 @@ class Labeler:
         self.decode = decode
         self.exemplars = exemplars
         self.cache = cache if cache is not None else LabelCache()
+        self.judge: Judge = judge_class(prompt.judge)(backend, prompt, decode, exemplars,
+                                                      preamble_text)
 
     def prompt_for(self, pair: Pair, swapped: bool = False, rationale: str | None = None) -> str:
-        """The full prompt string for one order of a pair (ends right before the answer)."""
-        s1, s2 = (pair.second, pair.first) if swapped else (pair.first, pair.second)
-        r = render(self.prompt, pair.text, s1, s2, self.exemplars, rationale, self.preamble_text)
-        return self.backend.format(r.user, r.assistant)
+        """A full prompt of the pair (ends right before the answer): for the pairwise judges
+        one order, for a rating judge the first response's rating (the second's if
+        ``swapped``)."""
+        return self.judge.prompt_for(pair, swapped, rationale)
 
     def too_long(self, pair: Pair) -> str | None:
         """Why the pair's prompt does not fit the model's context (None if it fits or the
-        backend cannot say): the longer order, plus a rationale and the answer token."""
+        backend cannot say): the longest of its prompts, plus a rationale and the answer
+        token."""
         limit = getattr(self.backend, "max_context", None)
         count = getattr(self.backend, "count_tokens", None)
         if not limit or count is None:
             return None
         extra = 1 + (self.decode.max_rationale_tokens + 16 if self.prompt.cot else 0)
-        need = max(count(self.prompt_for(pair, swapped)) for swapped in (False, True)) + extra
+        heads = [h for unit in self.judge.units(pair) for h in unit.heads]
+        need = max(count(h) for h in heads) + extra
         if need <= limit:
             return None
         return (f"the prompt needs {need} tokens (post of {len(pair.text)} characters), more "
                 f"than the {limit}-token context of {self.backend.identity}")
 
     def key_for(self, pair: Pair) -> tuple[list[str], str]:
-        """The prompts of both orders (no rationale) and the pair's label-cache key."""
-        heads = [self.prompt_for(pair, swapped) for swapped in (False, True)]
-        decoding = dataclasses.asdict(self.decode) if self.prompt.cot else None
-        # the engine and how it computes the scored logits too: fp32, bf16 and bf16 with an
-        # fp32 head (or transformers and vLLM) of one model give different labels
-        engine = [type(self.backend).__name__, precision_of(self.backend)]
-        key = cache_key(self.backend.identity, engine, heads, decoding, CANDIDATES)
-        return heads, key
+        """The prompts a pair's label scores (no rationale) and its label-cache key (for a
+        judge whose label is several cached units, a key made of theirs)."""
+        units = self.judge.units(pair)
+        heads = [h for unit in units for h in unit.heads]
+        if len(units) == 1:
+            return heads, units[0].key
+        return heads, hashlib.sha256("\x00".join(u.key for u in units).encode()).hexdigest()
 
     def label(self, pair: Pair) -> dict:
-        """Label one pair in both orders (or fetch the label from the cache).
+        """Label one pair (or fetch its units from the cache).
 
         Returns:
-            A record with ``p``, ``p_fwd``, ``p_swapped``, the human label, lengths, the
-            rationales of each order, prompt and generated tokens, seconds, and whether it
-            came from the cache.
+            A record with ``p``, ``p_fwd``, ``p_swapped`` and the judge's own fields, the
+            human label, lengths, the rationales of each order, prompt and generated tokens,
+            seconds, and whether it came from the cache.
         """
         return next(self.label_many([pair]))
 
     def label_many(self, pairs: list[Pair]) -> Iterator[dict]:
         """Label a chunk of pairs with one backend call per stage; yields records in order.
 
-        The cache is looked up for every pair first; the pairs it does not hold are labeled
-        together: one ``generate`` call for all their rationales (chain-of-thought), then one
-        ``score`` call for all their prompts, so a batching backend sees the whole chunk. Each
-        record (and its cache entry) is the one :meth:`label` gives for that pair alone; a
-        computed pair's ``seconds`` is its share of the chunk's time. Nothing is yielded (or
-        cached) until the chunk's backend calls are done, so an interrupted chunk is lost whole
-        and nothing before it.
+        The cache is looked up for every unit of every pair first (a pairwise label is one
+        unit; a rating judge's label two, one per response); the units it does not hold are
+        computed together: one ``generate`` call for all their rationales (chain-of-thought),
+        then one ``score`` call for all their prompts, so a batching backend sees the whole
+        chunk, and a unit that several pairs share is computed once. Each record (and each
+        cache entry) is the one :meth:`label` gives for that pair alone; a computed unit's
+        ``seconds`` is its share of the chunk's time. Nothing is yielded (or cached) until
+        the chunk's backend calls are done, so an interrupted chunk is lost whole and nothing
+        before it. A record's ``cache_hit`` says that every unit of it was found.
         """
-        keyed = [self.key_for(pair) for pair in pairs]
-        labels: dict[str, dict] = {}  # key -> label, read from the cache or computed here
+        units_of = [self.judge.units(pair) for pair in pairs]
+        values: dict[str, dict] = {}  # key -> value, read from the cache or computed here
         hits: list[bool] = []
-        todo: list[tuple[Pair, list[str], str]] = []
-        for pair, (heads, key) in zip(pairs, keyed):
-            if key in labels or key in {k for _, _, k in todo}:
-                hits.append(True)  # a repeat: alone, it would find its twin in the cache
-                continue
-            label = self.cache.get(key)
-            hits.append(label is not None)
-            if label is None:
-                todo.append((pair, heads, key))
-            elif problem := label_problem(label):
-                raise RunError(f"{self.cache.name}: entry {key}: {problem}; {FIX}")
-            else:
-                labels[key] = label
-        computed = self._compute_many(todo)
-        for (pair, _, _), label in zip(todo, computed):  # all checked before any is cached
-            if problem := label_problem(label):
-                raise BackendError(f"{self.backend.identity} gave a bad label for the pair at "
-                                   f"{pair.source or pair.key}: {problem}")
-        for (_, _, key), label in zip(todo, computed):
-            self.cache.put(key, label)
-            labels[key] = label
+        todo: dict[str, Unit] = {}
+        for units in units_of:
+            found = []
+            for unit in units:
+                if unit.key in values or unit.key in todo:
+                    found.append(True)  # a repeat: alone, it would find its twin in the cache
+                    continue
+                value = self.cache.get(unit.key)
+                found.append(value is not None)
+                if value is None:
+                    todo[unit.key] = unit
+                elif problem := self.judge.value_problem(value):
+                    raise RunError(f"{self.cache.name}: entry {unit.key}: {problem}; {FIX}")
+                else:
+                    values[unit.key] = value
+            hits.append(all(found))
+        computed = self._compute_many(list(todo.values()))
+        for unit, value in zip(todo.values(), computed):  # all checked before any is cached
+            if problem := self.judge.value_problem(value):
+                raise BackendError(f"{self.backend.identity} gave a bad "
+                                   f"{self.judge.value_named} for {unit.subject}: {problem}")
+        for key, value in zip(todo, computed):
+            self.cache.put(key, value)
+            values[key] = value
         precision = precision_of(self.backend)
         seen: set[str] = set()
-        for pair, (_, key), hit in zip(pairs, keyed, hits):
-            if key in seen:
-                labels[key] = self.cache.get(key)  # read back, as it would be alone
-            seen.add(key)
+        for pair, units, hit in zip(pairs, units_of, hits):
+            for unit in units:
+                if unit.key in seen:
+                    values[unit.key] = self.cache.get(unit.key)  # read back, as it would be alone
+                seen.add(unit.key)
             yield {
                 "key": pair.key,
                 "post_id": pair.post_id,
                 "pair_id": pair_id(pair),
-                **labels[key],
+                **self.judge.combine(pair, [values[unit.key] for unit in units]),
                 **self._shown(pair),
                 "human": pair.human,
                 "confidence": pair.confidence,
@@ -215,74 +201,73 @@ class Labeler:
         coin = int(hashlib.sha256(f"{seed}:{pair.key}".encode()).hexdigest()[:8], 16) % 2
         return {"first_shown": "second" if coin else "first"}
 
-    def _compute_many(self, todo: list[tuple[Pair, list[str], str]]) -> list[dict]:
-        """Labels of (pair, heads, key) triples: one generate and one score call for all."""
+    def _score(self, prompts: list[str], probes: list) -> list[Score]:
+        """The backend's scores of the judge's tokens; a backend that reads the item
+        (``reads_probes``, the fake) also gets each prompt's :class:`lab.judges.Probe`."""
+        candidates = list(self.judge.candidates)
+        if getattr(self.backend, "reads_probes", False):
+            return self.backend.score(prompts, candidates, probes=probes)
+        return self.backend.score(prompts, candidates)
+
+    def _compute_many(self, todo: list[Unit]) -> list[dict]:
+        """Values of units: one generate and one score call for all."""
         if not todo:
             return []
         start = time.perf_counter()
-        orders = ("fwd", "swapped")
-        # per pair: its rationales per order, generated tokens, and the prompts it scores
-        rationales: list[dict[str, list[str]]] = [{} for _ in todo]
+        # per unit: its rationales per head, generated tokens, and the prompts it scores
+        rationales: list[list[list[str]]] = [[[] for _ in unit.heads] for unit in todo]
         generated = [0] * len(todo)
         prompts: list[str] = []
-        owners: list[tuple[int, str]] = []  # (pair index, order) of each scored prompt
+        probes: list = []
+        owners: list[tuple[int, int]] = []  # (unit index, head index) of each scored prompt
         if self.prompt.cot:
-            gens = self._rationales(todo)
-            for i, (pair, _, _) in enumerate(todo):
-                for order, swapped, order_gens in zip(orders, (False, True), gens[2 * i:2 * i + 2]):
-                    rationales[i][order] = [g.text for g in order_gens]
-                    generated[i] += sum(g.tokens for g in order_gens)
-                    prompts += [self.prompt_for(pair, swapped, g.text) for g in order_gens]
-                    owners += [(i, order)] * len(order_gens)
+            gens = iter(self._rationales(todo))
+            for i, unit in enumerate(todo):
+                for h, probe in enumerate(unit.probes):
+                    head_gens = next(gens)
+                    rationales[i][h] = [g.text for g in head_gens]
+                    generated[i] += sum(g.tokens for g in head_gens)
+                    prompts += [self.judge.scored_prompt(unit, h, g.text) for g in head_gens]
+                    probes += [dataclasses.replace(probe, rationale=g.text) for g in head_gens]
+                    owners += [(i, h)] * len(head_gens)
         else:
-            for i, (_, heads, _) in enumerate(todo):
-                prompts += heads
-                owners += [(i, order) for order in orders]
-        scores = self.backend.score(prompts, CANDIDATES)
-        probs: list[dict[str, list[float]]] = [{"fwd": [], "swapped": []} for _ in todo]
-        tokens = [0] * len(todo)
-        for (i, order), score in zip(owners, scores):
+            for i, unit in enumerate(todo):
+                prompts += unit.heads
+                probes += unit.probes
+                owners += [(i, h) for h in range(len(unit.heads))]
+        scores = self._score(prompts, probes)
+        grouped: list[list[list[Score]]] = [[[] for _ in unit.heads] for unit in todo]
+        n = len(self.judge.candidates)
+        for (i, h), score in zip(owners, scores):
             lp = score.logprobs
-            bad = len(lp) != 2 or any(x is None or x != x for x in lp) or max(lp) == -math.inf
+            bad = len(lp) != n or any(x is None or x != x for x in lp) or max(lp) == -math.inf
             if bad:  # a missing candidate is not p = 0.5
-                pair = todo[i][0]
                 raise BackendError(
-                    f"{self.backend.identity} gave no usable log-probabilities of both "
-                    f"candidates {CANDIDATES} for the pair at {pair.source or pair.key} "
-                    f"({order} order): {lp!r}")
-            probs[i][order].append(prob_first(lp))
-            tokens[i] += score.prompt_tokens
-        seconds = (time.perf_counter() - start) / len(todo)  # each pair's share of the chunk
-        labels = []
-        for i in range(len(todo)):
-            p_fwd = sum(probs[i]["fwd"]) / len(probs[i]["fwd"])
-            p_swapped = sum(probs[i]["swapped"]) / len(probs[i]["swapped"])
-            labels.append({
-                "p": debias(p_fwd, p_swapped),
-                "p_fwd": p_fwd,
-                "p_swapped": p_swapped,
-                "rationales": rationales[i],
-                "prompt_tokens": tokens[i],
-                "generated_tokens": generated[i],
-                "seconds": seconds,
-            })
-        return labels
+                    f"{self.backend.identity} gave no usable log-probabilities of "
+                    f"{self.judge.tokens_named} {list(self.judge.candidates)} for "
+                    f"{todo[i].where[h]}: {lp!r}")
+            grouped[i][h].append(score)
+        seconds = (time.perf_counter() - start) / len(todo)  # each unit's share of the chunk
+        return [self.judge.reduce(unit, grouped[i], rationales[i] if self.prompt.cot else None,
+                                  generated[i], seconds)
+                for i, unit in enumerate(todo)]
 
-    def _rationales(self, todo: list[tuple[Pair, list[str], str]]) -> list[list]:
-        """Decoded rationales of both orders of each pair (2 entries per pair, in order).
+    def _rationales(self, todo: list[Unit]) -> list[list]:
+        """Decoded rationales of every head of each unit (in order).
 
-        Each pair's rationales are seeded by its own cache key, so they do not depend on which
-        other pairs share the call: one call with a seed per prompt where the backend takes
-        that (``per_prompt_seeds``), else one call per pair.
+        Each unit's rationales are seeded by its own cache key, so they do not depend on which
+        other units share the call: one call with a seed per prompt where the backend takes
+        that (``per_prompt_seeds``), else one call per unit.
         """
         d = self.decode
-        seeds = [int(hashlib.sha256(f"{d.seed}:{key}".encode()).hexdigest()[:8], 16)
-                 for _, _, key in todo]
-        heads = [h for _, pair_heads, _ in todo for h in pair_heads]
+        seeds = [int(hashlib.sha256(f"{d.seed}:{unit.key}".encode()).hexdigest()[:8], 16)
+                 for unit in todo]
+        heads = [h for unit in todo for h in unit.heads]
         args = dict(n=d.samples, max_tokens=d.max_rationale_tokens, temperature=d.temperature)
         if len(todo) == 1:
             return self.backend.generate(heads, seed=seeds[0], **args)
         if getattr(self.backend, "per_prompt_seeds", False):
-            return self.backend.generate(heads, seed=[s for s in seeds for _ in (0, 1)], **args)
-        return [g for i, seed in enumerate(seeds)
-                for g in self.backend.generate(heads[2 * i:2 * i + 2], seed=seed, **args)]
+            return self.backend.generate(
+                heads, seed=[s for unit, s in zip(todo, seeds) for _ in unit.heads], **args)
+        return [g for unit, seed in zip(todo, seeds)
+                for g in self.backend.generate(list(unit.heads), seed=seed, **args)]

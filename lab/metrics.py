@@ -16,7 +16,10 @@ agreement (the expected score of breaking it by a coin).
 * inference on distinct pairs (:func:`distinct_pairs`: repeated judgments of one pair merged
   into one pair whose human label is the share of workers choosing the first): alignment with
   a CI from a bootstrap over posts, length-balanced alignment, a length-controlled logistic
-  regression, AUC within length strata, and human-human agreement on the repeated pairs.
+  regression, AUC within length strata, and human-human agreement on the repeated pairs;
+* for a judge that gives verdicts (``verdict``: first / second / tie, the pairwise-tie judge):
+  MT-Bench's agreement with ties (a tie against a human tie agrees) and without ties (only
+  pairs where neither the judge nor the human says tie), each with its n.
   docs/statistics.md says what each number means.
 """
 
@@ -184,6 +187,34 @@ def pair_inference(records: list[dict], seed: int = 0) -> dict:
     return out
 
 
+def human_verdict(human: float) -> str:
+    """The human label as a verdict: ``first`` (above 0.5), ``second`` (below), ``tie``."""
+    return "first" if human > 0.5 else "second" if human < 0.5 else "tie"
+
+
+def verdict_agreement(records: list[dict]) -> dict:
+    """Agreement of the records' verdicts with the human verdicts, as MT-Bench counts it.
+
+    Over the records that have a ``verdict``: ``agreement_with_tie`` (every pair; a tie
+    verdict agrees with a human tie only) and ``agreement_without_tie`` (only pairs where
+    neither the judge nor the human says tie), each with its n (``n_agreement_with_tie``,
+    ``n_agreement_without_tie``), and how often each side says tie (``judge_tie_rate``,
+    ``human_tie_rate``). NaN where no pair is left.
+    """
+    rows = [(r["verdict"], human_verdict(r["human"])) for r in records
+            if r.get("verdict") is not None]
+    both = np.array([j == h for j, h in rows], float)
+    decided = np.array([j == h for j, h in rows if j != "tie" and h != "tie"], float)
+    return {
+        "agreement_with_tie": _mean(both),
+        "n_agreement_with_tie": len(both),
+        "agreement_without_tie": _mean(decided),
+        "n_agreement_without_tie": len(decided),
+        "judge_tie_rate": _mean(np.array([j == "tie" for j, _ in rows], float)),
+        "human_tie_rate": _mean(np.array([h == "tie" for _, h in rows], float)),
+    }
+
+
 def compute(records: list[dict], seed: int = 0) -> dict:
     """All metrics of a list of label records.
 
@@ -253,6 +284,8 @@ def compute(records: list[dict], seed: int = 0) -> dict:
                             for pf, ps, s in zip(p_fwd, p_sw, shown)])
         out["alignment_presented_first_only"] = _mean(agreement(p_shown, human))
         out["shown_first_share"] = _mean(np.array([s != "second" for s in shown], float))
+    if any(r.get("verdict") is not None for r in records):  # a judge with verdicts
+        out.update(verdict_agreement(records))
     out.update(pair_inference(records, seed))
     return out
 
@@ -289,6 +322,10 @@ def format_table(m: dict, title: str = "") -> str:
                                           f"(n={m['n_human_prefers_longer']})"),
         ("  when human preferred shorter", f"{m['alignment_when_human_prefers_shorter']:.3f}  "
                                            f"(n={m['n_human_prefers_shorter']})"),
+        *([("verdict agreement: with ties / without",
+            f"{m['agreement_with_tie']:.3f} (n={m['n_agreement_with_tie']}) / "
+            f"{m['agreement_without_tie']:.3f} (n={m['n_agreement_without_tie']})")]
+          if "agreement_with_tie" in m else []),
         ("length-only baseline", f"{m['length_baseline']:.3f}"),
         ("human-human agreement (repeated pairs)",
          f"{m['human_human_agreement']:.3f}  ({_ci(m['human_human_agreement_ci'])}; "

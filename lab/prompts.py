@@ -59,6 +59,12 @@ class PromptConfig:
     """Seed for presenting each pair in a random order first (recorded as ``first_shown``);
     None presents the stored order first. Both orders are still scored, and ``p`` stays
     P(stored first response better)."""
+    judge: str = "pairwise"
+    """How the preference is read (:data:`lab.judges.JUDGES`): ``pairwise`` (1 / 2, both
+    orders; the templates above), ``rating`` (each response rated 1-9), ``pairwise-tie``
+    (1 / 2 / 3 = tie, conservative verdict) or ``self-reward`` (additive 0-5 rubric). The
+    judges other than ``pairwise`` have their own templates under ``prompts/judges/`` and read
+    no preamble, exemplars or chain-of-thought ending."""
 
 
 @dataclass(frozen=True)
@@ -170,17 +176,24 @@ def _preamble_template(name: str):
 def template_digests(config: PromptConfig) -> dict[str, str]:
     """sha256 of every template a labeler prompt with this config reads, by name.
 
-    From the labeler and ending templates and the chosen preamble, following every static
-    ``include`` (the dynamic ones, preamble and ending, are the roots). A run folder records
-    these, so a template edited after a run started is noticed rather than mixed in.
+    From the judge's templates (pairwise: the labeler and ending templates) and, for a judge
+    that reads one, the chosen preamble, following every static ``include`` (the dynamic ones,
+    preamble and ending, are the roots). A run folder records these, so a template edited
+    after a run started is noticed rather than mixed in.
     """
     from jinja2 import meta
 
-    if is_preamble_path(config.preamble):
-        _preamble_template(config.preamble)  # a missing or broken file: its own one-line error
-    preamble = (str(preamble_file(config.preamble)) if is_preamble_path(config.preamble)
-                else f"preamble/{config.preamble}.jinja")
-    todo = ["labeler.jinja", "ending/direct.jinja", "ending/cot.jinja", preamble]
+    from lab.judges import judge_class
+
+    judge = judge_class(config.judge)
+    todo = list(judge.templates)
+    preamble = None
+    if judge.reads_preamble:
+        if is_preamble_path(config.preamble):
+            _preamble_template(config.preamble)  # a missing or broken file: its own error
+        preamble = (str(preamble_file(config.preamble)) if is_preamble_path(config.preamble)
+                    else f"preamble/{config.preamble}.jinja")
+        todo.append(preamble)
     digests: dict[str, str] = {}
     while todo:
         name = todo.pop()
@@ -229,6 +242,13 @@ def choose_exemplars(pool: list[Pair], k: int, seed: int, max_chars: int) -> lis
         p = by_label[label].pop()
         out.append(Exemplar(text=p.text, first=p.first, second=p.second, label=label))
     return out
+
+
+def render_parts(name: str, **variables) -> Rendered:
+    """Render a template that holds both turns (``part`` = ``user`` / ``assistant``), as the
+    judges' templates under ``prompts/judges/`` do."""
+    return Rendered(user=render_template(name, part="user", **variables),
+                    assistant=render_template(name, part="assistant", **variables))
 
 
 def render(

@@ -312,10 +312,16 @@ CASES = [
          2, "{tmp}/c.yaml: unknown section 'promt'; known: data, prompt, backend, decode"),
     Case("cfg-unknown-key", text("c.yaml", "prompt: {preambel: base}\n"),
          LABEL + " --config {tmp}/c.yaml", 2, "{tmp}/c.yaml: prompt: unknown key 'preambel'; "
-         "known: cot, max_exemplar_chars, preamble, shots, shuffle_order"),
+         "known: cot, judge, max_exemplar_chars, preamble, shots, shuffle_order"),
     Case("cfg-confidence-choice", text("c.yaml", "data: {confidence: medium}\n"),
          LABEL.replace(" --confidence all", "") + " --config {tmp}/c.yaml", 2,
          "{tmp}/c.yaml: data.confidence: expected 'high' or 'all', found 'medium'"),
+    Case("cfg-unknown-judge", None, LABEL + " --judge nope", 2,
+         "command line: prompt.judge: expected 'pairwise', 'rating', 'pairwise-tie' or "
+         "'self-reward', found 'nope'"),
+    Case("cfg-judge-without-cot", None, LABEL + " --judge rating --cot", 2,
+         "command line: the rating judge has no chain-of-thought ending; drop prompt.cot "
+         "(--no-cot) or use --judge pairwise"),
     Case("cfg-fake-not-mapping", text("c.yaml", "backend: {fake: 3}\n"),
          LABEL + " --config {tmp}/c.yaml", 2,
          "{tmp}/c.yaml: backend.fake: expected a mapping, found 3"),

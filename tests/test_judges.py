@@ -1,0 +1,331 @@
+"""The judge seam and the judges beyond pairwise, on the fake backend with exact expectations."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+from lab import metrics
+from lab.backends import BackendConfig, Score
+from lab.backends.fake import FakeBackend
+from lab.cache import LabelCache
+from lab.config import ConfigError, RunConfig
+from lab.data import DataConfig, Pair
+from lab.experiment import Experiment
+from lab.judges import JUDGES, judge_class
+from lab.judges.pairwise_tie import conservative_verdict, order_verdict
+from lab.judges.rating import rating_preference
+from lab.label import DecodeConfig, Labeler, label_problem
+from lab.prompts import PromptConfig, template_digests
+from lab.run import read_records, run_label
+from tests.conftest import tldr_row, write_rows
+
+TEXT = "My cat ate my homework again today and the teacher did not believe me."
+A, B, C = "cat ate homework", "my cat ate my homework today", "dog"
+
+
+def pair(first=A, second=B, human=1.0, key="k1", text=TEXT) -> Pair:
+    return Pair(key, "t3_x", text, "", "", first, second, human, 2, "w")
+
+
+def labeler(judge, backend=None, cache=None, **knobs) -> Labeler:
+    backend = backend if backend is not None else FakeBackend(**knobs)
+    return Labeler(backend, PromptConfig(judge=judge), DecodeConfig(), [], cache)
+
+
+def tilted(q: float, values) -> float:
+    """Expected rating when P(v) is proportional to exp(q v) (the fake's rating)."""
+    w = [math.exp(q * v) for v in values]
+    return sum(v * x for v, x in zip(values, w)) / sum(w)
+
+
+class Stub:
+    """A backend answering hand-set log-probs, chosen from the probe (the item as shown)."""
+
+    identity = "stub:1"
+    reads_probes = True
+
+    def __init__(self, answer):
+        self.answer = answer  # probe -> log-probs
+        self.asked = []
+
+    def format(self, user, assistant):
+        return f"{user}\n\n{assistant}"
+
+    def score(self, prompts, candidates, probes=None):
+        self.asked.append(list(candidates))
+        return [Score(tuple(self.answer(probe)), 10) for probe in probes]
+
+
+NEG = -math.inf
+
+# --- the registry and the config ------------------------------------------------------------
+
+
+def test_registry_names_every_judge():
+    assert list(JUDGES) == ["pairwise", "rating", "pairwise-tie", "self-reward"]
+    with pytest.raises(ConfigError, match="^unknown judge 'nope'; known: pairwise, rating, "
+                                          "pairwise-tie, self-reward$"):
+        judge_class("nope")
+
+
+def test_unknown_judge_in_a_config_is_one_line_listing_the_known_ones():
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_dict({"prompt": {"judge": "nope"}}, "c.yaml")
+    assert str(err.value) == ("c.yaml: prompt.judge: expected 'pairwise', 'rating', "
+                              "'pairwise-tie' or 'self-reward', found 'nope'")
+
+
+@pytest.mark.parametrize("prompt,message", [
+    ({"cot": True}, "the rating judge has no chain-of-thought ending"),
+    ({"shots": 1}, "the rating judge shows no few-shot exemplars"),
+    ({"preamble": "base"}, "the rating judge has its own prompt (judges/rating.jinja) and reads "
+                           "no preamble"),
+])
+def test_settings_a_judge_does_not_read_are_refused(prompt, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        RunConfig.from_dict({"prompt": {"judge": "rating", **prompt}})
+
+
+def test_judge_axis_in_an_experiment(tmp_path):
+    ok = Experiment(name="j", axes={"judge": ["pairwise", "rating"]})
+    ok.check("exp.yaml")
+    assert ok.run_config({"judge": "rating"}, "dev").prompt.judge == "rating"
+    with pytest.raises(ConfigError, match="exp.yaml: prompt.judge: expected 'pairwise'"):
+        Experiment(name="j", axes={"judge": ["pairwise", "nope"]}).check("exp.yaml")
+
+
+def test_pairwise_keeps_the_config_and_identity_of_runs_before_judges():
+    # config.json and run identities of pairwise runs read as before judges existed
+    for raw in (RunConfig().to_dict(), RunConfig().identity_dict()):
+        assert "judge" not in raw["prompt"]
+    rating = RunConfig.from_dict({"prompt": {"judge": "rating"}})
+    assert rating.to_dict()["prompt"]["judge"] == "rating"
+    assert rating.identity_dict()["prompt"]["judge"] == "rating"
+    assert RunConfig.from_dict(rating.to_dict()) == rating
+    assert set(template_digests(PromptConfig())) == {
+        "labeler.jinja", "ending/direct.jinja", "ending/cot.jinja", "preamble/detailed.jinja",
+        "sample.jinja", "exemplar.jinja"}
+    assert set(template_digests(rating.prompt)) == {"judges/rating.jinja"}
+    assert set(template_digests(PromptConfig(judge="pairwise-tie"))) == {
+        "judges/pairwise_tie.jinja", "sample.jinja"}
+
+
+# --- rating ---------------------------------------------------------------------------------
+
+
+def test_rating_is_the_expected_value_of_a_hand_set_distribution():
+    # P("7") = P("8") = 1/2 for the first response, P("2") = 1 for the second
+    def answer(probe):
+        return [0.0 if (probe.responses == (A,) and v in (7, 8)) or
+                (probe.responses == (B,) and v == 2) else NEG for v in range(1, 10)]
+
+    stub = Stub(answer)
+    r = labeler("rating", stub).label(pair())
+    assert stub.asked == [[str(v) for v in range(1, 10)]]
+    assert (r["rating_first"], r["rating_second"]) == (7.5, 2.0)
+    assert r["p"] == 0.5 + (7.5 - 2.0) / 16 == 0.84375
+    assert (r["p_fwd"], r["p_swapped"]) == (r["p"], 1 - r["p"])
+    assert label_problem(r) is None and r["rationales"] == {}
+
+
+def test_rating_on_the_fake_is_its_tilted_distribution():
+    # fake: P(v) proportional to exp(q v), q = length * log(words); no knobs: uniform
+    assert labeler("rating").label(pair())["rating_first"] == pytest.approx(5.0, abs=1e-12)
+    r = labeler("rating", length=1.0).label(pair(first="two words", second="one"))
+    # q = log 2 -> P(v) ~ 2^v: sum v 2^v / sum 2^v = 8194 / 1022; q = log 1 = 0 -> 5
+    assert r["rating_first"] == pytest.approx(8194 / 1022, rel=1e-12)
+    assert r["rating_second"] == pytest.approx(5.0, rel=1e-12)
+    assert r["p"] == pytest.approx(0.5 + (8194 / 1022 - 5) / 16, rel=1e-12)
+    # skill: q = skill * share of the response's words found in the text
+    r = labeler("rating", skill=2.0).label(pair(first="cat homework zebra", second="zebra"))
+    assert r["rating_first"] == pytest.approx(tilted(2.0 * 2 / 3, range(1, 10)), rel=1e-12)
+    assert r["rating_second"] == pytest.approx(5.0, rel=1e-12)
+
+
+def test_rating_p_rule_has_no_position_bias_by_construction():
+    knobs = dict(position=2.0, length=1.0, skill=1.3, noise=0.5)
+    for first, second in [(A, B), (B, C), (A, C), (C, C)]:
+        p = labeler("rating", **knobs).label(pair(first, second))["p"]
+        q = labeler("rating", **knobs).label(pair(second, first))["p"]
+        assert p == 1 - q  # exactly, not approximately
+    assert rating_preference(3.1, 7.7, 8) == 1 - rating_preference(7.7, 3.1, 8)
+    records = list(labeler("rating", **knobs).label_many(
+        [pair(A, B, key="1"), pair(B, C, key="2"), pair(C, A, human=0.0, key="3")]))
+    m = metrics.compute(records)
+    assert m["position_bias"] == 0.0 and m["alignment_forward_only"] == m["alignment"]
+
+
+def test_a_response_is_rated_once_for_every_pair_it_appears_in():
+    pairs = [pair(A, B, key="1"), pair(B, C, key="2"), pair(A, C, key="3"),
+             pair(C, A, key="4")]
+    # one chunk: 3 distinct responses, 3 scored prompts in one backend call
+    together = labeler("rating", length=1.0)
+    records = list(together.label_many(pairs))
+    assert together.backend.calls["score"] == 3 and together.backend.backend_calls == 1
+    assert [r["cache_hit"] for r in records] == [False, False, True, True]
+    # pair by pair: the cache serves the repeats
+    cache = LabelCache()
+    alone = labeler("rating", cache=cache, length=1.0)
+    one_by_one = [alone.label(p) for p in pairs]
+    assert alone.backend.calls["score"] == 3 and cache.count() == 3
+    strip = ("seconds", "cache_hit")
+    assert [{k: v for k, v in r.items() if k not in strip} for r in one_by_one] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in records]
+    # a new labeler on the same cache computes nothing
+    again = labeler("rating", cache=cache, length=1.0)
+    assert [again.label(p)["p"] for p in pairs] == [r["p"] for r in one_by_one]
+    assert again.backend.calls["score"] == 0
+
+
+def test_rating_cache_key_is_the_response_prompt_model_engine_and_scale():
+    judge = labeler("rating", length=1.0).judge
+    (a1, b1), (b2, c2) = judge.units(pair(A, B)), judge.units(pair(B, C))
+    assert b1.key == b2.key and len({a1.key, b1.key, c2.key}) == 3
+    other_model = labeler("rating", length=2.0).judge.units(pair(A, B))[0]
+    self_reward = labeler("self-reward", length=1.0).judge.units(pair(A, B))[0]
+    pairwise = labeler("pairwise", length=1.0).judge.units(pair(A, B))[0]
+    assert len({a1.key, other_model.key, self_reward.key, pairwise.key}) == 4
+
+
+def test_a_bad_rating_from_the_backend_is_an_error_and_nothing_is_cached():
+    from lab.backends import BackendError
+
+    cache = LabelCache()
+    stub = Stub(lambda probe: [NEG] * 9)
+    with pytest.raises(BackendError, match=r"^stub:1 gave no usable log-probabilities of the "
+                                           r"scale tokens \['1', .*'9'\] for the first "
+                                           r"response of the pair at k1: \(-inf"):
+        labeler("rating", stub, cache).label(pair())
+    assert cache.count() == 0
+
+
+# --- self-reward ----------------------------------------------------------------------------
+
+
+def test_self_reward_scale_and_p_rule():
+    stub = Stub(lambda probe: [0.0 if v == (4 if probe.responses == (A,) else 1) else NEG
+                               for v in range(6)])
+    r = labeler("self-reward", stub).label(pair())
+    assert stub.asked == [["0", "1", "2", "3", "4", "5"]]
+    assert (r["rating_first"], r["rating_second"]) == (4.0, 1.0)
+    assert r["p"] == 0.5 + (4 - 1) / 10
+    # on the fake: a one-word response is uniform over 0..5 (2.5); two words: q = log 2
+    r = labeler("self-reward", length=1.0).label(pair(first="one", second="two words"))
+    assert r["rating_first"] == pytest.approx(2.5, rel=1e-12)
+    assert r["rating_second"] == pytest.approx(258 / 63, rel=1e-12)
+    assert r["p"] == pytest.approx(0.5 + (2.5 - 258 / 63) / 10, rel=1e-12)
+    prompt = labeler("self-reward").prompt_for(pair())
+    assert "additive" in prompt and prompt.endswith("\n\nScore:")
+
+
+# --- pairwise-tie ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fwd,swapped,verdict", [
+    ("first", "first", "first"),     # consistent first
+    ("second", "second", "second"),  # consistent second
+    ("first", "second", "tie"),      # flips with the order
+    ("second", "first", "tie"),
+    ("tie", "first", "tie"),         # a tie in one order
+    ("second", "tie", "tie"),
+    ("tie", "tie", "tie"),
+])
+def test_conservative_rule(fwd, swapped, verdict):
+    assert conservative_verdict(fwd, swapped) == verdict
+
+
+def test_order_verdict_maps_the_swapped_order_back():
+    assert order_verdict([0.6, 0.3, 0.1], "fwd") == "first"
+    assert order_verdict([0.6, 0.3, 0.1], "swapped") == "second"
+    assert order_verdict([0.1, 0.3, 0.6], "swapped") == "tie"
+    assert order_verdict([0.4, 0.4, 0.2], "fwd") == "tie"  # a shared maximum
+
+
+TOKENS = {"1": (0.0, NEG, NEG), "2": (NEG, 0.0, NEG), "3": (NEG, NEG, 0.0)}
+
+
+@pytest.mark.parametrize("fwd,swapped,verdict,p", [
+    ("1", "2", "first", 1.0),    # first shown first wins, then first shown second wins
+    ("2", "1", "second", 0.0),
+    ("1", "1", "tie", 0.5),      # the first position wins in both orders
+    ("3", "2", "tie", 0.75),     # a tie, then the first
+    ("3", "3", "tie", 0.5),
+])
+def test_tie_judge_on_hand_made_verdicts(fwd, swapped, verdict, p):
+    stub = Stub(lambda probe: TOKENS[fwd if probe.responses == (A, B) else swapped])
+    r = labeler("pairwise-tie", stub).label(pair())
+    assert stub.asked == [["1", "2", "3"]]
+    assert (r["verdict"], r["p"]) == (verdict, p)
+    assert label_problem(r) is None
+
+
+def test_tie_judge_soft_p_is_first_plus_half_tie_averaged_over_orders():
+    probs = {(A, B): (0.5, 0.25, 0.25), (B, A): (0.125, 0.5, 0.375)}
+    stub = Stub(lambda probe: [math.log(q) for q in probs[probe.responses]])
+    r = labeler("pairwise-tie", stub).label(pair())
+    # fwd: P(first) + P(tie)/2 = 0.5 + 0.125; swapped, mapped back: 0.5 + 0.1875
+    assert r["p_fwd"] == pytest.approx(0.625) and r["p_swapped"] == pytest.approx(0.3125)
+    assert r["p"] == pytest.approx((0.625 + 0.6875) / 2)
+    assert (r["p_tie_fwd"], r["p_tie_swapped"]) == pytest.approx((0.25, 0.375))
+    assert (r["verdict_fwd"], r["verdict_swapped"], r["verdict"]) == ("first", "first", "first")
+
+
+def test_tie_judge_on_the_fake():
+    # fake: log-softmax of (x / 2, -x / 2, tie), x the pairwise logit (here length)
+    x = math.log(3 / 6)  # words 3 vs 6
+    r = labeler("pairwise-tie", length=1.0).label(pair())
+    z = math.exp(x / 2) + math.exp(-x / 2) + 1
+    assert r["p_fwd"] == pytest.approx((math.exp(x / 2) + 0.5) / z, rel=1e-12)
+    assert r["verdict"] == "second"
+    assert labeler("pairwise-tie", length=1.0, tie=5.0).label(pair())["verdict"] == "tie"
+    # the tie knob is part of the fake's identity only where set
+    assert FakeBackend(tie=0.0).identity == FakeBackend().identity != FakeBackend(tie=1).identity
+
+
+def test_verdict_agreement_with_and_without_ties():
+    made = [("first", 1.0), ("second", 0.0), ("tie", 0.5),    # agree
+            ("tie", 1.0), ("first", 0.5), ("first", 0.0)]     # disagree
+    records = [{"verdict": v, "human": h} for v, h in made] + [{"human": 1.0}]
+    m = metrics.verdict_agreement(records)
+    assert (m["agreement_with_tie"], m["n_agreement_with_tie"]) == (0.5, 6)
+    # without ties: (first, 1.0), (second, 0.0), (first, 0.0)
+    assert (m["agreement_without_tie"], m["n_agreement_without_tie"]) == (2 / 3, 3)
+    assert (m["judge_tie_rate"], m["human_tie_rate"]) == (2 / 6, 2 / 6)
+
+
+def test_metrics_report_verdict_agreement_only_for_verdicts():
+    pairs = [pair(A, B, human=0.0, key="1"), pair(B, A, human=1.0, key="2"),
+             pair(A, C, human=0.5, key="3")]
+    tie = metrics.compute(list(labeler("pairwise-tie", length=1.0).label_many(pairs)))
+    assert tie["n_agreement_with_tie"] == 3 and "verdict agreement" in metrics.format_table(tie)
+    plain = metrics.compute(list(labeler("pairwise", length=1.0).label_many(pairs)))
+    assert "agreement_with_tie" not in plain
+
+
+# --- a run folder ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("judge", ["rating", "pairwise-tie", "self-reward"])
+def test_run_folder_with_a_judge_resumes(tmp_path, judge):
+    rows = [tldr_row(i, choice=i % 2, confidence=[1, 3, 7, 9][i % 4]) for i in range(6)]
+    data = write_rows(tmp_path / "c.json", rows)
+    config = RunConfig(data=DataConfig(path=str(data), confidence="all", split="all"),
+                       prompt=PromptConfig(judge=judge),
+                       backend=BackendConfig(backend="fake", fake={"length": 1.0}))
+    out = tmp_path / "run"
+    first = run_label(config, out, progress=False)
+    assert json.loads((out / "config.json").read_text())["prompt"]["judge"] == judge
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["prompt"]["judge"] == judge
+    assert set(run["templates"]) == set(template_digests(config.prompt))
+    records = read_records(out / "labels.jsonl")
+    assert len(records) == 6 and all(label_problem(r) is None for r in records)
+    again = run_label(config, out, backend=FakeBackend(length=1.0), progress=False)
+    assert again["alignment"] == first["alignment"]
+    other = dataclasses.replace(config, prompt=PromptConfig())
+    with pytest.raises(Exception, match="prompt.judge"):
+        run_label(other, out, progress=False)
