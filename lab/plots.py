@@ -250,9 +250,13 @@ def plot_a2c(log: list[dict], path: Path, config) -> None:
     panels = [("score", f"{score} (mean)"), ("kl", "KL to starting policy (nats/summary)"),
               ("value_loss", "value loss"), ("entropy", "entropy (nats/token)"),
               ("length", "summary length (tokens)"),
-              ("reward", "episode reward (normalised score - KL)" if config.normalize_reward
-               else "episode reward (score - KL)")]
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6))
+              ("truncated", "share of summaries cut at the token budget"),
+              ("reward", "episode reward (normalised score - EOS penalty - KL)"
+               if config.normalize_reward else "episode reward (score - EOS penalty - KL)")]
+    panels = [(k, t) for k, t in panels if k in log[0]]  # logs written before a field existed
+    fig, axes = plt.subplots(2, 4, figsize=(15, 6))
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
     for ax, (key, title) in zip(axes.flat, panels):
         y = np.array([r[key] for r in log], dtype=float)
         ax.plot(x, y, color="lightsteelblue", lw=1)
