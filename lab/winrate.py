@@ -178,7 +178,7 @@ def _judge_fn(judge: Judge, progress: bool):
 
         return by_rm
     from lab import models
-    from lab.backends import make_backend
+    from lab.backends import batch_pairs, make_backend
     from lab.cache import LabelCache
     from lab.label import Labeler
     from lab.run import prepare
@@ -187,12 +187,19 @@ def _judge_fn(judge: Judge, progress: bool):
     labeler = Labeler(make_backend(config.backend), config.prompt, config.decode,
                       prepare(config)[2], cache=LabelCache(models.cache_dir() / "labels.sqlite"))
 
+    chunk = batch_pairs(config.backend)
+
     def by_labeler(posts_: list[_Post], a: list[str], b: list[str]) -> np.ndarray:
+        """Both orders of each pair, in the backend's chunks (each cached as it is done)."""
         shown = [dataclasses.replace(p.pair, first=x, second=y, key=f"{p.pair.key}|{i}")
                  for i, (p, x, y) in enumerate(zip(posts_, a, b))]
-        return np.array([r["p"] for r in tqdm(labeler.label_many(shown), total=len(shown),
-                                               desc=f"judge {judge.name}", file=sys.stderr,
-                                               disable=not progress)])
+        out = []
+        with tqdm(total=len(shown), desc=f"judge {judge.name}", file=sys.stderr,
+                  disable=not progress) as bar:
+            for i in range(0, len(shown), chunk):
+                out += [r["p"] for r in labeler.label_many(shown[i:i + chunk])]
+                bar.update(len(shown[i:i + chunk]))
+        return np.array(out)
 
     return by_labeler
 
