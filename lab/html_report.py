@@ -320,7 +320,18 @@ def rlaif_page(folder: Path, data: str | None) -> dict:
                                   folder / "calibration.png"))
     if (folder / "rm_eval.json").is_file():
         result = json.loads((folder / "rm_eval.json").read_text())
-        flat = [{k: v for k, v in r.items() if not isinstance(v, dict)}
+        def ci(r: dict, key: str, ci_key: str) -> str | None:
+            if key not in r:
+                return None
+            lo, hi = r.get(ci_key) or [float("nan")] * 2
+            return f"{r[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+        flat = [{"model": r.get("name"), "seed": r.get("seed"), "training pairs": r.get("n_train"),
+                 "kept epoch": r.get("best_epoch"), "n": r.get("n"),
+                 "accuracy [95% CI]": ci(r, "accuracy", "ci"),
+                 "high-confidence": ci(r, "accuracy_high", "ci_high"),
+                 "length-balanced": ci(r, "length_balanced", "length_balanced_ci"),
+                 "prefers longer": r.get("prefers_longer")}
                 for r in result.get("rows", [])]
         rm["tables"].append(records_table(
             f"accuracy on held-out human labels ({result.get('test_split', '')} split)", flat))

@@ -205,7 +205,9 @@ def test_rlaif_folder_report_shows_what_was_run(run_dir, tmp_path):
     assert "no rm_eval.json in" in html and f"run `rlaif rm eval {rl}`" in html
     assert f"no win rate in {rl / 'winrate'}" in html and f"no A2C run in {rl}" in html
     (rl / "rm_eval.json").write_text(json.dumps({"test_split": "test", "rows": [
-        {"name": "reward model on AI labels", "n": 7, "accuracy": 0.25, "ci": [0.1, 0.4]}]}))
+        {"name": "RM on human labels", "seed": 1, "n_train": 20, "best_epoch": 3, "n": 7,
+         "accuracy": 0.25, "ci": [0.1, 0.4], "length_balanced": 0.5,
+         "length_balanced_ci": [0.25, 0.75], "prefers_longer": 0.8}]}))
     (rl / "winrate").mkdir()
     (rl / "winrate" / "winrate.json").write_text(json.dumps({"n_posts": 4, "rows": [
         {"a": "rlaif", "b": "start", "judge": "rm", "win_rate": 0.75, "ci": [0.5, 1.0],
@@ -217,8 +219,9 @@ def test_rlaif_folder_report_shows_what_was_run(run_dir, tmp_path):
     html = build_report(rl).read_text()
     assert "no rm_eval.json" not in html and "no win rate" not in html
     assert "no A2C run" not in html and "a2c/trend.json: did the score rise?" in html
-    assert ("<tr><td>reward model on AI labels</td><td>7</td><td>0.250</td>"
-            "<td>[0.100, 0.400]</td></tr>") in html
+    assert ("<tr><td>RM on human labels</td><td>1</td><td>20</td><td>3</td><td>7</td>"
+            "<td>0.250 [0.100, 0.400]</td><td></td><td>0.500 [0.250, 0.750]</td>"
+            "<td>0.800</td></tr>") in html
     assert ("<tr><td>rlaif</td><td>start</td><td>rm</td><td>0.750</td><td>[0.500, 1.000]</td>"
             "<td>0.625</td></tr>") in html
     assert "<tr><td>start</td><td>20.500</td></tr>" in html
