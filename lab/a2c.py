@@ -200,6 +200,19 @@ def make_scorer(config: A2CConfig):
     raise RunError(f"reward must be rm or labeler, not {config.reward!r}")
 
 
+def end_ids(lm, tokenizer) -> list[int]:
+    """The tokens that end a response: the tokenizer's end-of-sequence token and every one
+    the model's generation config stops on (chat models often list several)."""
+    ids = getattr(getattr(lm, "generation_config", None), "eos_token_id", None)
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    return sorted({tokenizer.eos_token_id, *ids} - {None})
+
+
+def ended(lm, tokenizer, response: torch.Tensor) -> torch.Tensor:
+    """Where a response token is an end token (bool, the shape of ``response``)."""
+    return torch.isin(response, torch.tensor(end_ids(lm, tokenizer)))
+
+
 def generate(lm, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float):
     """Sample (temperature > 0) or decode greedily; returns (ids, mask, prompt length)."""
     tokenizer.padding_side = "left"
@@ -212,9 +225,10 @@ def generate(lm, tokenizer, prompts: list[str], max_new_tokens: int, temperature
                           pad_token_id=tokenizer.pad_token_id)
     start = enc["input_ids"].shape[1]
     response = out[:, start:]
-    done = torch.cumsum((response == tokenizer.eos_token_id).long(), dim=1)
+    ends = ended(lm, tokenizer, response).long()
+    done = torch.cumsum(ends, dim=1)
     # a response token counts up to and including its first end-of-sequence token
-    resp_mask = (done - (response == tokenizer.eos_token_id).long()) == 0
+    resp_mask = (done - ends) == 0
     mask = torch.cat([enc["attention_mask"], resp_mask.long()], dim=1)
     return out, mask, start
 
@@ -237,7 +251,7 @@ def sampled_kl(lm, ref, tokenizer, posts: list[str], max_new_tokens: int,
                                logits_to_keep=steps + 1).logits[:, :-1].float()
                 lps.append(torch.log_softmax(logits, -1).gather(-1, resp[..., None])[..., 0])
         kls += ((lps[0] - lps[1]) * resp_mask).sum(1).tolist()
-        cut += (~(resp == tokenizer.eos_token_id).any(1)).tolist()
+        cut += (~ended(lm, tokenizer, resp).any(1)).tolist()
     return np.array(kls), np.array(cut, bool)
 
 
@@ -292,7 +306,7 @@ def a2c_update(policy: Policy, ref: nn.Module, tokenizer, posts: list[str], scor
     ids, mask, start = generate(policy.lm, tokenizer, prompts, c.max_new_tokens, c.temperature)
     steps = ids.shape[1] - start
     resp_ids, resp_mask = ids[:, start:], mask[:, start:].float()
-    truncated = ~(resp_ids == tokenizer.eos_token_id).any(dim=1)
+    truncated = ~ended(policy.lm, tokenizer, resp_ids).any(dim=1)
     summaries = decode_summaries(tokenizer, ids, mask, start)
     score = scorer(posts, summaries).float()
     logits, values = policy(ids, mask, steps + 1)

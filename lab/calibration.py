@@ -64,6 +64,8 @@ def fit_scale(p: np.ndarray, human: np.ndarray, max_iter: int = 100) -> float:
                          f"found {len(z)}")
     if not np.any(z):
         return 0.0
+    if float(((0.5 - h) * z).sum()) >= 0:  # the likelihood falls from s = 0 on: no signal
+        return 0.0
     s = 1.0
     for _ in range(max_iter):
         q = 1.0 / (1.0 + np.exp(-s * z))
@@ -72,13 +74,12 @@ def fit_scale(p: np.ndarray, human: np.ndarray, max_iter: int = 100) -> float:
         if hess <= 0:
             break
         step = grad / hess
-        s_new = max(s - step, 0.0)
+        # the optimum is > 0 (checked above): a Newton step past 0 is halved instead
+        s_new = s - step if s - step > 0 else s / 2
         if abs(s_new - s) < 1e-10 * max(1.0, abs(s)):
             s = s_new
             break
         s = s_new
-        if s == 0.0:
-            break
     return float(s) if math.isfinite(s) else 0.0
 
 

@@ -350,7 +350,7 @@ def rlaif_page(folder: Path, data: str | None) -> dict:
     sections.append(rm)
     rl = {"heading": "A2C policies and win rates (rlaif rl train, rlaif winrate)", "tables": [],
           "images": [], "notes": []}
-    runs = sorted(p.parent for p in folder.glob("*/log.csv"))
+    runs = sorted(p.parent for p in folder.glob("*/trend.json"))  # A2C folders (not rm_*)
     for run in runs:
         if (run / "curves.png").is_file():
             rl["images"].append(image(f"A2C curves: {run.name}", run / "curves.png"))

@@ -22,6 +22,7 @@ Writes ``rm_eval.json``, ``rm_eval.md`` and ``rm_curve.png`` into the reward-mod
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -199,7 +200,10 @@ def learning_curve(folder: Path, sizes: list[int], test: list[dict], cache: Feat
             if n >= len(rows):
                 continue
             config = dataclasses.replace(base, n_train=n)
-            sub = folder / "curve" / f"{labels}-{n}"
+            # named by the config too: a retrained seed-0 model gets new curve folders
+            digest = hashlib.sha256(json.dumps(dataclasses.asdict(config),
+                                               sort_keys=True).encode()).hexdigest()[:8]
+            sub = folder / "curve" / f"{labels}-{n}-{digest}"
             trained = train_reward_model(rows, config, sub, cache, progress=False)
             p = rm_preference(load_reward_model(sub), test, cache)
             points.append({"labels": labels, "n_train": trained["n_train"],

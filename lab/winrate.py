@@ -41,6 +41,7 @@ from tqdm import tqdm
 from lab.a2c import (
     A2CConfig,
     decode_summaries,
+    ended,
     generate,
     load_policy,
     load_trained,
@@ -59,6 +60,8 @@ from lab.stats import logistic_regression
 
 START = "start"
 """Name of the starting policy in tables."""
+EXTRAPOLATED = 0.15
+"""A length-controlled rate is flagged when fewer than this share of pairs lie on one side."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def summarise(lm, tokenizer, posts: list[str], max_new_tokens: int, temperature:
         prompts = [policy_prompt(tokenizer, p) for p in posts[i:i + batch]]
         ids, mask, start = generate(lm, tokenizer, prompts, max_new_tokens, temperature)
         out += decode_summaries(tokenizer, ids, mask, start)
-        cut += (~(ids[:, start:] == tokenizer.eos_token_id).any(1)).tolist()
+        cut += (~ended(lm, tokenizer, ids[:, start:]).any(1)).tolist()
     return out, cut
 
 
@@ -102,33 +105,47 @@ def _shared_settings(configs: dict[str, A2CConfig]) -> A2CConfig:
     return first
 
 
-def _same(a: str | Path | None, b: str | Path | None) -> bool:
-    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
-
-
 def _labeler_identity(config: RunConfig) -> tuple:
-    return (config.backend.model, config.prompt, config.decode)
+    """What makes two labelers the same source of labels: model, prompt and decoding (the same
+    model with another prompt counts as another labeler)."""
+    return ("ai", config.backend.model, config.prompt, config.decode)
+
+
+def rm_label_source(rm_dir: str | Path, wanted_by: str) -> tuple:
+    """Where a reward model's training labels came from: ("human", its pairs folder) or the
+    identity of the labeler that made them (see :func:`_labeler_identity`)."""
+    rm_dir = Path(rm_dir)
+    cfg = rm_dir / "config.json"
+    if not cfg.is_file():
+        raise RunError(f"{wanted_by}: reward model {rm_dir} not found (no config.json); pass the "
+                       "folder `rlaif rm train` wrote")
+    labels = json.loads(cfg.read_text()).get("labels", "ai")
+    if labels == "human":
+        return ("human", str(rm_dir.resolve().parent))
+    label_cfg = rm_dir.parent / "label" / "config.json"
+    if not label_cfg.is_file():
+        raise RunError(f"{wanted_by}: {label_cfg} not found, so the labeler that trained "
+                       f"{rm_dir} is unknown; keep the reward model inside its `rlaif rm label` "
+                       "folder")
+    return _labeler_identity(RunConfig.load(label_cfg))
 
 
 def reward_sources(judges: list[tuple[str, str, str]],
                    configs: dict[str, A2CConfig]) -> list[Judge]:
-    """Judges with the policies each one produced the reward of."""
+    """Judges with the policies each one produced the reward of: a judge depends on a policy
+    whose reward came from the same labels (human labels of the same pairs, or one labeler's
+    labels, through any reward model trained on them) or from the judge itself."""
+    def policy_source(name: str, c: A2CConfig) -> tuple:
+        if c.reward == "labeler":
+            return _labeler_identity(RunConfig.load(c.labeler))
+        return rm_label_source(c.rm_dir, f"policy {name}")
+
+    sources = {name: policy_source(name, c) for name, c in configs.items()}
     out = []
     for name, kind, path in judges:
-        sources = []
-        for policy, c in configs.items():
-            if c.reward == "rm" and kind == "rm" and _same(path, c.rm_dir):
-                sources.append(policy)
-            elif c.reward == "labeler" and kind == "labeler" and _same(path, c.labeler):
-                sources.append(policy)
-            elif c.reward == "rm" and kind == "labeler" and c.rm_dir:
-                rm_cfg = json.loads((Path(c.rm_dir) / "config.json").read_text())
-                label_cfg = Path(c.rm_dir).parent / "label" / "config.json"
-                if rm_cfg.get("labels", "ai") != "human" and label_cfg.is_file() and (
-                        _labeler_identity(RunConfig.load(label_cfg))
-                        == _labeler_identity(RunConfig.load(path))):
-                    sources.append(policy)
-        out.append(Judge(name, kind, path, tuple(sources)))
+        own = (rm_label_source(path, f"judge {name}") if kind == "rm"
+               else _labeler_identity(RunConfig.load(path)))
+        out.append(Judge(name, kind, path, tuple(p for p, src in sources.items() if src == own)))
     return out
 
 
@@ -262,10 +279,17 @@ def win_rates(out: str | Path, policies: dict[str, str], judges: list[tuple[str,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     configs = {}
+    fields = {f.name for f in dataclasses.fields(A2CConfig)}
     for name, folder in policies.items():
-        if not (Path(folder) / "config.json").is_file():
-            raise RunError(f"{folder}: no A2C run; run `rlaif rl train --out {folder}` first")
-        configs[name] = A2CConfig(**json.loads((Path(folder) / "config.json").read_text()))
+        cfg = Path(folder) / "config.json"
+        raw = json.loads(cfg.read_text()) if cfg.is_file() else None
+        if not isinstance(raw, dict) or "policy" not in raw or not set(raw) <= fields:
+            raise RunError(f"--policy {name}={folder}: not a folder `rlaif rl train` wrote (no "
+                           "A2C config.json); pass an A2C run folder")
+        if not (Path(folder) / "checkpoint.pt").is_file():
+            raise RunError(f"--policy {name}={folder}: no A2C checkpoint yet; run `rlaif rl "
+                           f"train --out {folder}` (a checkpoint is written every 10 updates)")
+        configs[name] = A2CConfig(**raw)
     shared = _shared_settings(configs)
     judge_list = reward_sources(judges, configs)
     _, _, tokenizer = load_policy(dataclasses.replace(shared, train_layers=0))
@@ -351,8 +375,9 @@ def to_markdown(r: dict) -> str:
     for row in r["rows"]:
         ind = "yes" if row["independent"] else f"no: reward of {', '.join(row['source_of'])}"
         lc = row["length_controlled"]
+        mark = "*" if min(row["a_longer"], 1 - row["a_longer"]) < EXTRAPOLATED else ""
         lines.append(f"| {row['a']} vs {row['b']} | {row['judge']} | {ind} | "
-                     f"{_ci(row['win_rate'], row['ci'])} | {_ci(lc['win_rate'], lc['ci'])} | "
+                     f"{_ci(row['win_rate'], row['ci'])} | {_ci(lc['win_rate'], lc['ci'])}{mark} | "
                      f"{row['ties']} ({row['identical']}) | {row['a_longer']:.2f} |")
     lines += ["", "| policy | reward | mean words | truncated at the budget | empty | "
               "KL to start, nats/summary [95% CI] |", "|---|---|---|---|---|---|"]
@@ -360,5 +385,8 @@ def to_markdown(r: dict) -> str:
         lines.append(f"| {name} | {p['reward']} | {p['mean_words']:.1f} | {p['truncated']:.2f} | "
                      f"{p['empty']:.2f} | {_ci(p['kl'], p['kl_ci'])} |")
     lines += ["", "Length-controlled: a logistic regression of the outcome on the difference in "
-              "words, read at equal length. KL: one summary per post sampled at temperature 1."]
+              "words, read at equal length; * where fewer than "
+              f"{EXTRAPOLATED:.0%} of the pairs have A longer (or shorter), so equal length lies "
+              "outside most of the data and the rate is an extrapolation. KL: one summary per "
+              "post sampled at temperature 1."]
     return "\n".join(lines) + "\n"

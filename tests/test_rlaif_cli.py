@@ -102,19 +102,27 @@ def test_rlaif_pipeline_on_fake_backend(tmp_path):
     win = tmp_path / "win"
     r = rlaif("winrate", "--out", str(win), "--policy", f"rlaif={rl}",
               "--judge-rm", f"human-rm={rm / 'rm_human'}",
+              "--judge-rm", f"ai-hard-rm={rm / 'rm_ai_hard'}",
               "--judge-labeler", f"labeler={labeler}", "--n", "4", "--no-progress")
     assert r.returncode == 0, r.stderr
     w = json.loads((win / "winrate.json").read_text())
     assert [(row["a"], row["b"], row["judge"], row["independent"]) for row in w["rows"]] == [
-        ("rlaif", "start", "human-rm", True), ("rlaif", "start", "labeler", False)]
-    # the labeler's labels trained the reward model this policy was optimised against
-    assert w["rows"][1]["source_of"] == ["rlaif"]
+        ("rlaif", "start", "human-rm", True), ("rlaif", "start", "ai-hard-rm", False),
+        ("rlaif", "start", "labeler", False)]
+    # the policy's reward model (rm_ai) and the rm_ai_hard judge learned from the same AI
+    # labels, and the labeler judge made them
+    assert w["rows"][1]["source_of"] == w["rows"][2]["source_of"] == ["rlaif"]
     for row in w["rows"]:
         assert row["n"] == 4 and 0 <= row["win_rate"] <= 1
     assert w["policies"]["start"]["kl"] == 0.0 and set(w["policies"]) == {"start", "rlaif"}
     assert len((win / "summaries.jsonl").read_text().splitlines()) == 4
-    assert len((win / "judgments.jsonl").read_text().splitlines()) == 8
+    assert len((win / "judgments.jsonl").read_text().splitlines()) == 12
     assert "| rlaif vs start | labeler | no: reward of rlaif |" in r.stdout
+    r = rlaif("winrate", "--out", str(win), "--policy", f"rlaif={rm / 'rm_ai'}",
+              "--judge-rm", "x=y")
+    assert r.returncode == 2
+    assert r.stderr == (f"error: --policy rlaif={rm / 'rm_ai'}: not a folder `rlaif rl train` "
+                        "wrote (no A2C config.json); pass an A2C run folder\n")
     r = rlaif("winrate", "--out", str(win), "--policy", "rlaif", "--judge-rm", "x=y")
     assert r.returncode == 2
     assert r.stderr == ("error: --policy 'rlaif': expected NAME=PATH, e.g. --policy "

@@ -30,6 +30,12 @@ def test_temperature_scale_is_the_maximum_likelihood_one():
     assert calibration.apply(np.array([_sig(1.0), 0.5]), scale) == pytest.approx([0.8, 0.5])
     # a labeler that points the wrong way is not turned around: the scale stops at 0
     assert calibration.fit_scale(p, 1 - human) == 0.0
+    # an over-confident labeler (0.99 / 0.01, right 70% of the time): the optimum lies below 1,
+    # where a plain Newton step from 1 overshoots past 0; sigmoid(scale * logit(0.99)) = 0.7
+    over = np.array([0.99] * 100 + [0.01] * 100)
+    truth = np.array([1] * 70 + [0] * 30 + [0] * 70 + [1] * 30, float)
+    assert calibration.fit_scale(over, truth) == pytest.approx(
+        math.log(0.7 / 0.3) / math.log(0.99 / 0.01), abs=1e-9)
     with pytest.raises(ValueError, match="at least 20 human-labeled pairs, found 19"):
         calibration.fit_scale(p[:19], human[:19])
 
