@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.datasets.rows import choice_field, files_in, has_fields, read_rows, text_field
+from lab.datasets.rows import (
+    choice_field,
+    files_in,
+    has_fields,
+    instruction_pair,
+    read_files,
+    text_field,
+)
 from lab.errors import DataError
 from lab.pair import Pair, content_key, post_key
 
@@ -54,12 +61,7 @@ def load(path: Path, skip_bad_rows: bool = False) -> tuple[list[Pair], int]:
     found = [path] if path.is_file() else files(path)
     if not found:
         raise DataError(f"{path}: no {FILE}; pass --data with a copy of {UPSTREAM}")
-    pairs, skipped = [], 0
-    for file in found:
-        got, bad = read_rows(file, parse_row, skip_bad_rows)
-        pairs.extend(got)
-        skipped += bad
-    return pairs, skipped
+    return read_files(found, parse_row, skip_bad_rows)
 
 
 def parse_row(row: dict, source: str) -> Pair:
@@ -70,18 +72,6 @@ def parse_row(row: dict, source: str) -> Pair:
     first, second = text_field(row, "response 1"), text_field(row, "response 2")
     human = HUMAN[choice_field(row, "label", (0, 1, 2))]
     scenario = text_field(row, "scenario")
-    return Pair(
-        key=content_key(NAME, scenario, text, first, second, human),
-        post_id="aj" + post_key(text),
-        text=text,
-        title="",
-        subreddit="",
-        first=first,
-        second=second,
-        human=human,
-        confidence=None,
-        worker="",
-        task=TASK,
-        source=source,
-        subset=scenario,
-    )
+    return instruction_pair(content_key(NAME, scenario, text, first, second, human),
+                            "aj" + post_key(text), text, first, second, human, TASK, source,
+                            scenario)

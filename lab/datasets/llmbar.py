@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.datasets.rows import choice_field, files_in, has_fields, read_rows, text_field
+from lab.datasets.rows import (
+    choice_field,
+    files_in,
+    has_fields,
+    instruction_pair,
+    read_rows,
+    text_field,
+)
 from lab.errors import DataError
 from lab.pair import Pair, content_key, post_key
 
@@ -84,18 +91,6 @@ def parse_row(row: dict, source: str, subset: str = "") -> Pair:
         raise DataError("field 'input' is empty")
     first, second = text_field(row, "output_1"), text_field(row, "output_2")
     human = 1.0 if choice_field(row, "label", (1, 2)) == 1 else 0.0
-    return Pair(
-        key=content_key(NAME, text, first, second, human),
-        post_id="lb" + post_key(text),
-        text=text,
-        title="",
-        subreddit="",
-        first=first,
-        second=second,
-        human=human,
-        confidence=None,
-        worker="",
-        task=TASK,
-        source=source,
-        subset=subset,
-    )
+    return instruction_pair(content_key(NAME, text, first, second, human),
+                            "lb" + post_key(text), text, first, second, human, TASK, source,
+                            subset)

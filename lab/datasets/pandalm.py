@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.datasets.rows import choice_field, files_in, has_fields, read_rows, text_field
+from lab.datasets.rows import (
+    choice_field,
+    files_in,
+    has_fields,
+    instruction_pair,
+    read_files,
+    text_field,
+)
 from lab.errors import DataError
 from lab.pair import Pair, content_key, post_key
 
@@ -53,12 +60,7 @@ def load(path: Path, skip_bad_rows: bool = False) -> tuple[list[Pair], int]:
     found = [path] if path.is_file() else files(path)
     if not found:
         raise DataError(f"{path}: no {FILE}; pass --data with a copy of {UPSTREAM}")
-    pairs, skipped = [], 0
-    for file in found:
-        got, bad = read_rows(file, parse_row, skip_bad_rows)
-        pairs.extend(got)
-        skipped += bad
-    return pairs, skipped
+    return read_files(found, parse_row, skip_bad_rows)
 
 
 def _response(row: dict, name: str) -> str:
@@ -88,19 +90,6 @@ def parse_row(row: dict, source: str) -> Pair:
     raw = tuple(choice_field(row, name, (0, 1, 2)) for name in ANNOTATORS)
     votes = tuple(VOTE[v] for v in raw)
     cmp_key = row.get("cmp_key") or ""
-    return Pair(
-        key=content_key(NAME, text, first, second, *raw),
-        post_id="pl" + post_key(text),
-        text=text,
-        title="",
-        subreddit="",
-        first=first,
-        second=second,
-        human=sum(votes) / len(votes),
-        confidence=None,
-        worker="",
-        task=TASK,
-        source=source,
-        subset=str(cmp_key),
-        votes=votes,
-    )
+    return instruction_pair(content_key(NAME, text, first, second, *raw),
+                            "pl" + post_key(text), text, first, second, sum(votes) / len(votes),
+                            TASK, source, str(cmp_key), votes)

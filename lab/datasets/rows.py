@@ -68,6 +68,26 @@ def read_rows(file: Path, parse: Parse, skip_bad_rows: bool = False) -> tuple[li
     return pairs, skipped
 
 
+def read_files(files: list[Path], parse: Parse,
+               skip_bad_rows: bool = False) -> tuple[list[Pair], int]:
+    """:func:`read_rows` over several files: all their pairs and the rows skipped in all."""
+    pairs, skipped = [], 0
+    for file in files:
+        got, bad = read_rows(file, parse, skip_bad_rows)
+        pairs.extend(got)
+        skipped += bad
+    return pairs, skipped
+
+
+def instruction_pair(key: str, post_id: str, text: str, first: str, second: str,
+                     human: float, task: str, source: str, subset: str,
+                     votes: tuple[float, ...] = ()) -> Pair:
+    """A :class:`Pair` of an instruction dataset (no title, subreddit, confidence, worker)."""
+    return Pair(key=key, post_id=post_id, text=text, title="", subreddit="", first=first,
+                second=second, human=human, confidence=None, worker="", task=task,
+                source=source, subset=subset, votes=votes)
+
+
 def _read_array(file: Path, parse: Parse, skip_bad_rows: bool) -> tuple[list[Pair], int]:
     with _open(file) as fh:
         raw = fh.read()

@@ -15,7 +15,7 @@ from lab.datasets.rows import (
     field,
     first_row,
     hub_rows,
-    read_rows,
+    read_files,
 )
 from lab.errors import DataError
 from lab.pair import Pair, content_key, post_key
@@ -66,12 +66,7 @@ def load(path: Path, skip_bad_rows: bool = False,
     found = [path] if path.is_file() else files(path, include_edits)
     if not found:
         raise DataError(f"{path}: no *.json/*.jsonl files; pass --data with a comparisons file")
-    pairs, skipped = [], 0
-    for file in found:
-        got, bad = read_rows(file, parse_row, skip_bad_rows)
-        pairs.extend(got)
-        skipped += bad
-    return pairs, skipped
+    return read_files(found, parse_row, skip_bad_rows)
 
 
 def load_hub(dataset_id: str) -> list[Pair]:

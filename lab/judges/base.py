@@ -67,6 +67,23 @@ def pair_where(pair: Pair) -> str:
     return f"the pair at {pair.source or pair.key}"
 
 
+ORDERS = ("fwd", "swapped")
+"""The two presentation orders of a pair, as records and messages name them."""
+
+
+def both_orders_unit(pair: Pair, heads: list[str], key: str) -> Unit:
+    """The one unit of a judge that scores a pair in both orders (pairwise, pairwise-tie):
+    its two prompts, a probe per order and where each order comes from."""
+    where = pair_where(pair)
+    return Unit(
+        key=key, heads=tuple(heads),
+        probes=(Probe(pair.text, (pair.first, pair.second)),
+                Probe(pair.text, (pair.second, pair.first))),
+        where=tuple(f"{where} ({order} order)" for order in ORDERS),
+        subject=where, pair=pair,
+    )
+
+
 def precision_of(backend: Backend) -> str:
     """How a backend computes the scored logits (its ``precision``, else its dtype)."""
     precision = getattr(backend, "precision", None)

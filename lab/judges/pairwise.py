@@ -23,11 +23,17 @@ import dataclasses
 
 from lab.backends import Score
 from lab.cache import cache_key
-from lab.judges.base import Judge, Probe, Unit, debias, engine_of, pair_where, prob_first
+from lab.judges.base import (
+    ORDERS,
+    Judge,
+    Unit,
+    both_orders_unit,
+    debias,
+    engine_of,
+    prob_first,
+)
 from lab.pair import Pair
 from lab.prompts import render
-
-ORDERS = ("fwd", "swapped")
 
 
 class PairwiseJudge(Judge):
@@ -51,14 +57,7 @@ class PairwiseJudge(Judge):
         decoding = dataclasses.asdict(self.decode) if self.prompt.cot else None
         key = cache_key(self.backend.identity, engine_of(self.backend), heads, decoding,
                         list(self.candidates))
-        where = pair_where(pair)
-        return [Unit(
-            key=key, heads=tuple(heads),
-            probes=(Probe(pair.text, (pair.first, pair.second)),
-                    Probe(pair.text, (pair.second, pair.first))),
-            where=tuple(f"{where} ({order} order)" for order in ORDERS),
-            subject=where, pair=pair,
-        )]
+        return [both_orders_unit(pair, heads, key)]
 
     def scored_prompt(self, unit: Unit, head: int, rationale: str) -> str:
         return self.prompt_for(unit.pair, head == 1, rationale)

@@ -23,11 +23,17 @@ from __future__ import annotations
 
 from lab.backends import Score
 from lab.cache import cache_key
-from lab.judges.base import Judge, Probe, Unit, debias, engine_of, pair_where, softmax
+from lab.judges.base import (
+    Judge,
+    Unit,
+    both_orders_unit,
+    debias,
+    engine_of,
+    softmax,
+)
 from lab.pair import Pair
 from lab.prompts import render_parts
 
-ORDERS = ("fwd", "swapped")
 SHOWN = {"fwd": ("first", "second", "tie"), "swapped": ("second", "first", "tie")}
 """Per order, what the tokens 1 / 2 / 3 say about the stored pair."""
 
@@ -62,14 +68,7 @@ class PairwiseTieJudge(Judge):
         heads = [self.prompt_for(pair, swapped) for swapped in (False, True)]
         key = cache_key(self.name, self.backend.identity, engine_of(self.backend), heads,
                         list(self.candidates))
-        where = pair_where(pair)
-        return [Unit(
-            key=key, heads=tuple(heads),
-            probes=(Probe(pair.text, (pair.first, pair.second)),
-                    Probe(pair.text, (pair.second, pair.first))),
-            where=tuple(f"{where} ({order} order)" for order in ORDERS),
-            subject=where, pair=pair,
-        )]
+        return [both_orders_unit(pair, heads, key)]
 
     def reduce(self, unit: Unit, scores: list[list[Score]], rationales: list[list[str]] | None,
                generated: int, seconds: float) -> dict:
