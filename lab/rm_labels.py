@@ -32,7 +32,7 @@ from lab import calibration
 from lab import data as data_mod
 from lab.cache import LabelCache
 from lab.config import RunConfig
-from lab.io import write_json_atomic, write_text_atomic
+from lab.io import read_jsonl, write_json_atomic, write_text_atomic
 from lab.metrics import expected_calibration_error
 from lab.prompts import render_template
 from lab.run import RunError, read_records, run_label
@@ -158,7 +158,7 @@ def read_pairs(folder: str | Path) -> list[dict]:
     if not path.is_file():
         raise RunError(f"{path}: not found; run `rlaif rm label --config best.yaml --out "
                        f"{folder}` first")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 def held_out_pairs(folder: str | Path, confidence: str = "all") -> list[dict]:
