@@ -40,6 +40,7 @@ USER_ERRORS = (LabError,)
 LABEL_FLAGS = {
     "data": ("data", "path"), "confidence": ("data", "confidence"), "split": ("data", "split"),
     "n": ("data", "n"), "seed": ("data", "seed"), "skip_bad_rows": ("data", "skip_bad_rows"),
+    "task": ("data", "task"), "subset": ("data", "subset"),
     "preamble": ("prompt", "preamble"), "shots": ("prompt", "shots"), "cot": ("prompt", "cot"),
     "shuffle_order": ("prompt", "shuffle_order"), "judge": ("prompt", "judge"),
     "backend": ("backend", "backend"), "model": ("backend", "model"),
@@ -59,7 +60,13 @@ LABEL_FLAGS = {
 def _label_parser(sub) -> None:
     p = sub.add_parser("label", help="label pairs and score alignment with human labels")
     p.add_argument("--config", help="a config.json / exported YAML to start from")
-    p.add_argument("--data", help="TL;DR comparisons file or folder (default: $RLAIF_DATA_DIR)")
+    p.add_argument("--data", help="comparisons file or folder, or a data root holding "
+                   "dataset folders (default: $RLAIF_DATA_DIR)")
+    p.add_argument("--task", choices=list(DATASETS),
+                   help="the dataset (default: detected from --data, TL;DR first); every "
+                        "dataset but tldr needs --confidence all")
+    p.add_argument("--subset", help="keep this subset or its parts (hh: helpful, harmless, "
+                   "helpful-base...; llmbar: Natural, Adversarial, MT-Bench...)")
     p.add_argument("--confidence", choices=["high", "all"])
     p.add_argument("--split", choices=["pool", "dev", "test", "eval", "train", "all"])
     p.add_argument("--n", type=int, help="label a seeded sample of n pairs")
@@ -92,7 +99,9 @@ def _label_parser(sub) -> None:
     p.add_argument("--judge", metavar="NAME",
                    help="how the preference is read: pairwise (default: 1/2, both orders), "
                         "rating (each response 1-9), pairwise-tie (1/2/3 = tie), self-reward "
-                        "(additive 0-5 rubric); docs/judges.md")
+                        "(additive 0-5 rubric), principles / principles-all (a constitution's "
+                        "principle, one sampled or all averaged), reference (pairwise with a "
+                        "reference answer); docs/judges.md")
     p.add_argument("--shuffle-order", type=int, metavar="SEED",
                    help="present each pair in a seeded random order first (recorded per label)")
     p.add_argument("--cot", action=argparse.BooleanOptionalAction, default=None)
@@ -132,8 +141,10 @@ def cmd_label(args: argparse.Namespace) -> int:
     c = config
     judge = f"judge={c.prompt.judge} " if c.prompt.judge != "pairwise" else ""
     title = (f"{c.backend.model} | {judge}preamble={c.prompt.preamble} shots={c.prompt.shots} "
-             f"cot={c.prompt.cot} samples={c.decode.samples} | {c.data.confidence}-confidence "
-             f"{c.data.split} split")
+             f"cot={c.prompt.cot} samples={c.decode.samples} | "
+             + (f"{c.data.task} " if c.data.task else "")
+             + (f"{c.data.subset} " if c.data.subset else "")
+             + f"{c.data.confidence}-confidence {c.data.split} split")
     print(format_table(result, title))
     if result["skipped_rows"]:
         print(f"skipped {result['skipped_rows']} malformed rows")

@@ -17,6 +17,7 @@ from annotated_types import Ge, Gt
 
 from lab.backends import BackendConfig
 from lab.data import DataConfig
+from lab.datasets import LOADERS
 from lab.errors import ConfigError  # noqa: F401  (re-exported)
 from lab.judges import JUDGES, judge_class
 from lab.label import DecodeConfig
@@ -29,6 +30,7 @@ LIMITS = {
         "confidence": Literal["high", "all"],
         "split": Literal["pool", "dev", "test", "eval", "train", "all"],
         "n": [Ge(1)],
+        "task": Literal[tuple(LOADERS)] | None,
     },
     PromptConfig: {"shots": [Ge(0)], "max_exemplar_chars": [Ge(1)],
                    "judge": Literal[tuple(JUDGES)]},
@@ -50,7 +52,8 @@ LIMITS = {
                    "max_rationale_tokens": [Ge(1)]},
 }
 
-LATER_DEFAULTS = {("prompt", "judge"): "pairwise"}
+LATER_DEFAULTS = {("prompt", "judge"): "pairwise", ("data", "task"): None,
+                  ("data", "subset"): None}
 """Settings added after run identities were first written: left out of
 :meth:`RunConfig.identity_dict` and :meth:`RunConfig.to_dict` while they hold these defaults,
 so that every run folder and sweep trial labeled before them keeps its identity."""

@@ -64,6 +64,12 @@ class DataConfig:
     include_edits: bool = False
     """Also read the ``edit_*`` files of a TL;DR folder (human-edited summaries, the edit
     always listed first). Off by default: those rows are off-distribution."""
+    task: str | None = None
+    """The dataset's loader (:data:`lab.datasets.LOADERS`: ``tldr``, ``hh``, ``llmbar``,
+    ``pandalm``, ``autoj``); None detects it from ``path`` (TL;DR first)."""
+    subset: str | None = None
+    """Keep only this subset or its parts (``helpful`` keeps every ``helpful-*`` HH split,
+    ``Adversarial`` every adversarial LLMBar set; see :func:`select`); None keeps all."""
 
 
 def _number_repeats(pairs: list[Pair]) -> list[Pair]:

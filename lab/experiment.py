@@ -171,14 +171,15 @@ def content_hash(obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def template_hashes(prompt) -> dict[str, str]:
+def template_hashes(prompt, task: str = "summarize") -> dict[str, str]:
     """sha256 (first 16 hex digits) of every template file a prompt config renders
     (:func:`lab.prompts.template_digests`, which follows every fixed-name include).
 
     Args:
         prompt: a :class:`lab.prompts.PromptConfig`.
+        task: the pairs' task family (each has its own templates).
     """
-    return {name: digest[:16] for name, digest in template_digests(prompt).items()}
+    return {name: digest[:16] for name, digest in template_digests(prompt, task).items()}
 
 
 def run_identity(config: RunConfig, pairs: list, exemplars: list) -> dict:
@@ -198,7 +199,7 @@ def run_identity(config: RunConfig, pairs: list, exemplars: list) -> dict:
         # the pairs' content, not where they were read from (Pair.source names the file)
         "data": content_hash([[identity_fields(p) for p in pairs],
                               [dataclasses.asdict(e) for e in exemplars]]),
-        "templates": template_hashes(config.prompt),
+        "templates": template_hashes(config.prompt, pairs[0].task if pairs else "summarize"),
     }
     ident["hash"] = content_hash(ident)
     return ident

@@ -23,6 +23,7 @@ import yaml
 from lab.errors import RunError
 from lab.experiment import Experiment, template_hashes
 from lab.io import write_json_atomic, write_text_atomic
+from lab.run import prepare, task_family
 from lab.sweep import Sweep, best_trial, load_results
 
 
@@ -61,6 +62,7 @@ def export_best(folder: str | Path, progress: bool = True) -> Path:
                        "new --results folder first")
     test_metrics, test_dir = sweep.evaluate(setting, exp.test_split)
     config = exp.run_config(setting, exp.test_split)
+    path = folder / "best.yaml"
     dev = best.user_attrs
     record = {
         **config.to_dict(),
@@ -68,7 +70,7 @@ def export_best(folder: str | Path, progress: bool = True) -> Path:
             "experiment": exp.name,
             "setting": setting,
             "model_identity": test_metrics["model"],
-            "templates": template_hashes(config.prompt),
+            "templates": template_hashes(config.prompt, task_family(prepare(config)[0], path)),
             "debiasing": "both presentation orders scored; p = (p_fwd + 1 - p_swapped) / 2",
             "objective": exp.objective,
             "dev": {"split": exp.dev_split, "n": dev["n"], "alignment": dev["alignment"],
@@ -79,7 +81,6 @@ def export_best(folder: str | Path, progress: bool = True) -> Path:
                      "run_dir": str(test_dir)},
         },
     }
-    path = folder / "best.yaml"
     write_text_atomic(path, (
         f"# Best labeler of experiment '{exp.name}', chosen on the {exp.dev_split} split.\n"
         f"# Reload with: rlaif label --config {path} --out DIR\n"

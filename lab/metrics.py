@@ -17,9 +17,11 @@ agreement (the expected score of breaking it by a coin).
   into one pair whose human label is the share of workers choosing the first): alignment with
   a CI from a bootstrap over posts, length-balanced alignment, a length-controlled logistic
   regression, AUC within length strata, and human-human agreement on the repeated pairs;
-* for a judge that gives verdicts (``verdict``: first / second / tie, the pairwise-tie judge):
-  MT-Bench's agreement with ties (a tie against a human tie agrees) and without ties (only
-  pairs where neither the judge nor the human says tie), each with its n.
+* for a judge that gives verdicts (``verdict``: first / second / tie, the pairwise-tie judge),
+  or data with human ties (every judge's verdict then comes from MT-Bench's conservative
+  rule on its two orders, :func:`record_verdict`): MT-Bench's agreement with ties (a tie
+  against a human tie agrees) and without ties (only pairs where neither the judge nor the
+  human says tie), each with its n.
   docs/statistics.md says what each number means.
 """
 
@@ -32,8 +34,9 @@ from lab.data import HIGH_CONFIDENCE
 
 
 def agreement(p: np.ndarray, human: np.ndarray) -> np.ndarray:
-    """Per-pair agreement of a preference with the human: 1, 0, or 0.5 for a tie."""
-    return np.where(p == 0.5, 0.5, ((p > 0.5) == (human > 0.5)).astype(float))
+    """Per-pair agreement of a preference with the human: 1, 0, or 0.5 where either is a tie
+    (exactly 0.5: the expected score of breaking it by a coin)."""
+    return np.where((p == 0.5) | (human == 0.5), 0.5, ((p > 0.5) == (human > 0.5)).astype(float))
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -192,17 +195,31 @@ def human_verdict(human: float) -> str:
     return "first" if human > 0.5 else "second" if human < 0.5 else "tie"
 
 
-def verdict_agreement(records: list[dict]) -> dict:
-    """Agreement of the records' verdicts with the human verdicts, as MT-Bench counts it.
+def record_verdict(record: dict) -> str:
+    """A label's verdict about the stored pair: its ``verdict`` where the judge gives one
+    (pairwise-tie), else MT-Bench's conservative rule on the two orders' picks: ``first`` or
+    ``second`` where both orders pick that response, ``tie`` where the pick follows the
+    position (or either order is exactly 0.5). For a rating judge (``p_swapped = 1 - p``)
+    that is the side of 0.5 that ``p`` is on."""
+    if record.get("verdict") is not None:
+        return record["verdict"]
+    fwd = human_verdict(record["p_fwd"])
+    # p_swapped is P(the stored second response, shown first, is better)
+    swapped = {"first": "second", "second": "first", "tie": "tie"}[
+        human_verdict(record["p_swapped"])]
+    return fwd if fwd == swapped else "tie"
 
-    Over the records that have a ``verdict``: ``agreement_with_tie`` (every pair; a tie
-    verdict agrees with a human tie only) and ``agreement_without_tie`` (only pairs where
-    neither the judge nor the human says tie), each with its n (``n_agreement_with_tie``,
-    ``n_agreement_without_tie``), and how often each side says tie (``judge_tie_rate``,
-    ``human_tie_rate``). NaN where no pair is left.
+
+def verdict_agreement(records: list[dict]) -> dict:
+    """Agreement of the records' verdicts (:func:`record_verdict`) with the human verdicts,
+    as MT-Bench counts it.
+
+    ``agreement_with_tie`` (every pair; a tie verdict agrees with a human tie only) and
+    ``agreement_without_tie`` (only pairs where neither the judge nor the human says tie),
+    each with its n (``n_agreement_with_tie``, ``n_agreement_without_tie``), and how often
+    each side says tie (``judge_tie_rate``, ``human_tie_rate``). NaN where no pair is left.
     """
-    rows = [(r["verdict"], human_verdict(r["human"])) for r in records
-            if r.get("verdict") is not None]
+    rows = [(record_verdict(r), human_verdict(r["human"])) for r in records]
     both = np.array([j == h for j, h in rows], float)
     decided = np.array([j == h for j, h in rows if j != "tie" and h != "tie"], float)
     return {
@@ -284,7 +301,8 @@ def compute(records: list[dict], seed: int = 0) -> dict:
                             for pf, ps, s in zip(p_fwd, p_sw, shown)])
         out["alignment_presented_first_only"] = _mean(agreement(p_shown, human))
         out["shown_first_share"] = _mean(np.array([s != "second" for s in shown], float))
-    if any(r.get("verdict") is not None for r in records):  # a judge with verdicts
+    if any(r.get("verdict") is not None for r in records) or (human == 0.5).any():
+        # a judge with verdicts, or human ties (PandaLM, Auto-J): MT-Bench's agreement
         out.update(verdict_agreement(records))
     out.update(pair_inference(records, seed))
     return out

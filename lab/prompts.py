@@ -60,11 +60,14 @@ class PromptConfig:
     None presents the stored order first. Both orders are still scored, and ``p`` stays
     P(stored first response better)."""
     judge: str = "pairwise"
-    """How the preference is read (:data:`lab.judges.JUDGES`): ``pairwise`` (1 / 2, both
-    orders; the templates above), ``rating`` (each response rated 1-9), ``pairwise-tie``
-    (1 / 2 / 3 = tie, conservative verdict) or ``self-reward`` (additive 0-5 rubric). The
-    judges other than ``pairwise`` have their own templates under ``prompts/judges/`` and read
-    no preamble, exemplars or chain-of-thought ending."""
+    """How the preference is read (:data:`lab.judges.JUDGES`, docs/judges.md): ``pairwise``
+    (1 / 2, both orders; the templates above), ``rating`` (each response rated 1-9),
+    ``pairwise-tie`` (1 / 2 / 3 = tie, conservative verdict), ``self-reward`` (additive 0-5
+    rubric), ``principles`` / ``principles-all`` (a constitution's principle, one sampled per
+    pair or all averaged) or ``reference`` (pairwise with a reference answer). Only the
+    pairwise judge on TL;DR reads the preamble, exemplars and chain-of-thought ending; the
+    other judges and task families have their own templates (``prompts/judges/``,
+    ``prompts/hh/``, ``prompts/instruction/``)."""
 
 
 @dataclass(frozen=True)
@@ -173,22 +176,23 @@ def _preamble_template(name: str):
         raise PromptError(f"preamble {path} line {err.lineno}: {err.message}") from None
 
 
-def template_digests(config: PromptConfig) -> dict[str, str]:
+def template_digests(config: PromptConfig, task: str = "summarize") -> dict[str, str]:
     """sha256 of every template a labeler prompt with this config reads, by name.
 
-    From the judge's templates (pairwise: the labeler and ending templates) and, for a judge
-    that reads one, the chosen preamble, following every static ``include`` (the dynamic ones,
-    preamble and ending, are the roots). A run folder records these, so a template edited
-    after a run started is noticed rather than mixed in.
+    From the judge's templates for the task family (TL;DR pairwise: the labeler and ending
+    templates; a ``.yaml`` it reads, such as a principles file) and, for a judge that reads
+    one, the chosen preamble, following every static ``include`` (the dynamic ones, preamble
+    and ending, are the roots). A run folder records these, so a template edited after a run
+    started is noticed rather than mixed in.
     """
     from jinja2 import meta
 
     from lab.judges import judge_class
 
     judge = judge_class(config.judge)
-    todo = list(judge.templates)
+    todo = list(judge.templates_for(task))
     preamble = None
-    if judge.reads_preamble:
+    if judge.reads_preamble and task == "summarize":
         if is_preamble_path(config.preamble):
             _preamble_template(config.preamble)  # a missing or broken file: its own error
         preamble = (str(preamble_file(config.preamble)) if is_preamble_path(config.preamble)
@@ -207,6 +211,8 @@ def template_digests(config: PromptConfig) -> dict[str, str]:
                               f"{', '.join(preambles())}")
         source = path.read_bytes()
         digests[name] = hashlib.sha256(source).hexdigest()
+        if not name.endswith(".jinja"):  # data a judge reads (principles): no includes
+            continue
         try:
             ast = environment().parse(source.decode("utf-8"))
         except jinja2.TemplateSyntaxError as err:

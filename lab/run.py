@@ -33,6 +33,7 @@ from lab.io import (  # noqa: F401  (write_* re-exported)
     write_csv_atomic,
     write_json_atomic,
 )
+from lab.judges import judge_class
 from lab.label import Labeler, label_problem, precision_of
 from lab.machine import cpu_info
 from lab.prompts import choose_exemplars, template_digests
@@ -51,21 +52,51 @@ def read_records(path: Path, cut_torn_tail: bool = False) -> list[dict]:
 def prepare(config: RunConfig) -> tuple[list[data_mod.Pair], int, list]:
     """Load and slice the data and draw the exemplars: (pairs, skipped rows, exemplars)."""
     d = config.data
-    source = data_mod.resolve_data_path(d.path)
-    everything, skipped = data_mod.load_pairs(source, d.skip_bad_rows, d.include_edits)
-    pairs = data_mod.select(everything, d.confidence, d.split, d.n, d.seed)
+    source = data_mod.resolve_data_path(d.path, d.task)
+    everything, skipped = data_mod.load_pairs(source, d.skip_bad_rows, d.include_edits, d.task)
+    pairs = data_mod.select(everything, d.confidence, d.split, d.n, d.seed, d.subset)
     if not pairs:
-        raise RunError(f"{source}: no pairs left after confidence={d.confidence} split={d.split}")
-    if any(p.task != "summarize" for p in pairs):
-        raise RunError(
-            f"{source}: HH-RLHF dialogue rows load as pairs, but the prompts in prompts/ rate "
-            "summaries; label TL;DR comparisons (--data .../summarize_from_feedback_comparisons)"
-        )
+        subset = f" subset={d.subset}" if d.subset else ""
+        hint = ("; only TL;DR has the 9-point confidence: set data.confidence to all "
+                "(--confidence all)") if d.confidence == "high" and not any(
+                    p.confidence for p in everything) else ""
+        raise RunError(f"{source}: no pairs left after confidence={d.confidence} "
+                       f"split={d.split}{subset}{hint}")
+    family = task_family(pairs, source)
+    judge = judge_class(config.prompt.judge)
+    judge.check_prompt(config.prompt, "config", family)
+    if judge.needs_reference:
+        pairs, skipped = with_references(pairs, skipped, source, judge.name)
     exemplars = choose_exemplars(
         data_mod.exemplar_pool(everything), config.prompt.shots, d.seed,
         config.prompt.max_exemplar_chars,
     )
     return pairs, skipped, exemplars
+
+
+def task_family(pairs: list, source: str) -> str:
+    """The task family (``summarize``, ``dialogue``, ``instruction``) all the pairs share; a
+    slice that mixes families is a one-line error (each family has its own prompts)."""
+    families = sorted({p.task for p in pairs})
+    if len(families) > 1:
+        raise DataError(f"{source}: the slice mixes {' and '.join(families)} pairs, which have "
+                        "different prompts; label one dataset at a time (--task NAME)")
+    return families[0]
+
+
+def with_references(pairs: list, skipped: int, source: str, judge: str) -> tuple[list, int]:
+    """The pairs that have a reference answer, for a judge that shows one; those without one
+    are skipped and counted (none with one is a one-line error)."""
+    kept = [p for p in pairs if p.reference]
+    if not kept:
+        raise DataError(f"{source}: no pair in this slice has a reference answer, which the "
+                        f"{judge} judge shows; use data with references (MT-Bench questions "
+                        "with reference answers, TL;DR posts with a 'ref' summary) or another "
+                        "--judge")
+    if len(kept) < len(pairs):
+        print(f"{source}: {len(pairs) - len(kept)} of {len(pairs)} pairs have no reference "
+              f"answer; the {judge} judge skips them (counted in skipped_rows)", file=sys.stderr)
+    return kept, skipped + len(pairs) - len(kept)
 
 
 def label_pairs(
@@ -116,7 +147,7 @@ def identity(config: RunConfig, pairs: list, exemplars: list) -> dict:
     digest = hashlib.sha256(json.dumps(slice_).encode()).hexdigest()
     return {"written_by": WRITTEN_BY, "config": config.identity_dict(),
             "data": {"pairs": len(pairs), "sha256": digest},
-            "templates": template_digests(config.prompt)}
+            "templates": template_digests(config.prompt, task_family(pairs, "data"))}
 
 
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str | None:

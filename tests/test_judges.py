@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 
 from lab import metrics
@@ -66,9 +67,11 @@ NEG = -math.inf
 
 
 def test_registry_names_every_judge():
-    assert list(JUDGES) == ["pairwise", "rating", "pairwise-tie", "self-reward"]
+    assert list(JUDGES) == ["pairwise", "rating", "pairwise-tie", "self-reward", "principles",
+                            "principles-all"]
     with pytest.raises(ConfigError, match="^unknown judge 'nope'; known: pairwise, rating, "
-                                          "pairwise-tie, self-reward$"):
+                                          "pairwise-tie, self-reward, principles, "
+                                          "principles-all$"):
         judge_class("nope")
 
 
@@ -76,7 +79,8 @@ def test_unknown_judge_in_a_config_is_one_line_listing_the_known_ones():
     with pytest.raises(ConfigError) as err:
         RunConfig.from_dict({"prompt": {"judge": "nope"}}, "c.yaml")
     assert str(err.value) == ("c.yaml: prompt.judge: expected 'pairwise', 'rating', "
-                              "'pairwise-tie' or 'self-reward', found 'nope'")
+                              "'pairwise-tie', 'self-reward', 'principles' or "
+                              "'principles-all', found 'nope'")
 
 
 @pytest.mark.parametrize("prompt,message", [
@@ -289,21 +293,38 @@ def test_tie_judge_on_the_fake():
 def test_verdict_agreement_with_and_without_ties():
     made = [("first", 1.0), ("second", 0.0), ("tie", 0.5),    # agree
             ("tie", 1.0), ("first", 0.5), ("first", 0.0)]     # disagree
-    records = [{"verdict": v, "human": h} for v, h in made] + [{"human": 1.0}]
+    records = [{"verdict": v, "human": h} for v, h in made]
+    # no verdict: the conservative rule on the orders; fwd picks first, swapped picks the
+    # response shown first (the stored second): the pick follows the position -> tie
+    records.append({"human": 1.0, "p_fwd": 0.9, "p_swapped": 0.8})
     m = metrics.verdict_agreement(records)
-    assert (m["agreement_with_tie"], m["n_agreement_with_tie"]) == (0.5, 6)
+    assert (m["agreement_with_tie"], m["n_agreement_with_tie"]) == (3 / 7, 7)
     # without ties: (first, 1.0), (second, 0.0), (first, 0.0)
     assert (m["agreement_without_tie"], m["n_agreement_without_tie"]) == (2 / 3, 3)
-    assert (m["judge_tie_rate"], m["human_tie_rate"]) == (2 / 6, 2 / 6)
+    assert (m["judge_tie_rate"], m["human_tie_rate"]) == (3 / 7, 2 / 7)
 
 
-def test_metrics_report_verdict_agreement_only_for_verdicts():
-    pairs = [pair(A, B, human=0.0, key="1"), pair(B, A, human=1.0, key="2"),
-             pair(A, C, human=0.5, key="3")]
-    tie = metrics.compute(list(labeler("pairwise-tie", length=1.0).label_many(pairs)))
+@pytest.mark.parametrize(("p_fwd", "p_swapped", "verdict"), [
+    (0.9, 0.2, "first"), (0.1, 0.7, "second"),   # both orders pick the same response
+    (0.9, 0.8, "tie"), (0.2, 0.3, "tie"),        # the pick follows the position
+    (0.5, 0.2, "tie"),                           # one order undecided
+    (0.7, 0.3, "first"),                         # a rating judge: p_swapped = 1 - p
+])
+def test_record_verdict_is_the_conservative_rule_on_the_two_orders(p_fwd, p_swapped, verdict):
+    assert metrics.record_verdict({"p_fwd": p_fwd, "p_swapped": p_swapped}) == verdict
+
+
+def test_metrics_report_verdict_agreement_for_verdicts_or_human_ties():
+    decided = [pair(A, B, human=0.0, key="1"), pair(B, A, human=1.0, key="2")]
+    tied = [*decided, pair(A, C, human=0.5, key="3")]
+    tie = metrics.compute(list(labeler("pairwise-tie", length=1.0).label_many(tied)))
     assert tie["n_agreement_with_tie"] == 3 and "verdict agreement" in metrics.format_table(tie)
-    plain = metrics.compute(list(labeler("pairwise", length=1.0).label_many(pairs)))
+    plain = metrics.compute(list(labeler("pairwise", length=1.0).label_many(decided)))
     assert "agreement_with_tie" not in plain
+    with_ties = metrics.compute(list(labeler("pairwise", length=1.0).label_many(tied)))
+    assert with_ties["n_agreement_with_tie"] == 3 and with_ties["human_tie_rate"] == 1 / 3
+    # a human tie is half agreement for any preference
+    assert metrics.agreement(np.array([0.9, 0.1]), np.array([0.5, 0.5])).tolist() == [0.5, 0.5]
 
 
 # --- a run folder ---------------------------------------------------------------------------

@@ -13,12 +13,14 @@ from lab.errors import ConfigError
 from lab.judges.base import Judge, Probe, Unit  # noqa: F401  (re-exported)
 from lab.judges.pairwise import PairwiseJudge
 from lab.judges.pairwise_tie import PairwiseTieJudge
+from lab.judges.principles import PrinciplesAllJudge, PrinciplesJudge
 from lab.judges.rating import RatingJudge
 from lab.judges.self_reward import SelfRewardJudge
 
 JUDGES: dict[str, type[Judge]] = {
     judge.name: judge
-    for judge in (PairwiseJudge, RatingJudge, PairwiseTieJudge, SelfRewardJudge)
+    for judge in (PairwiseJudge, RatingJudge, PairwiseTieJudge, SelfRewardJudge,
+                  PrinciplesJudge, PrinciplesAllJudge)
 }
 """Every judge by name (the first is the default)."""
 

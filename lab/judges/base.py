@@ -15,6 +15,15 @@ computes its answer from the item instead of parsing the prompt text.
 Every label, whatever the judge, keeps the lab's one preference representation: ``p`` is the
 probability that the *first* response is better, with ``p_fwd`` and ``p_swapped`` such that
 ``p = (p_fwd + 1 - p_swapped) / 2`` (:func:`label_problem` checks it).
+
+Prompts come in *task families*, one per kind of item (:data:`FAMILIES`: the pair's ``task``):
+summaries of a post (TL;DR), dialogue replies (HH-RLHF), and answers to an instruction (LLMBar,
+MT-Bench, PandaLM, Auto-J). A judge lists its templates per family (:attr:`Judge.templates`);
+each family's templates live in its own folder under ``prompts/`` and receive the same
+variables: ``text`` and either ``response`` (a rating) or ``response_1``/``response_2`` (a
+comparison; the TL;DR templates call them ``summary_1``/``summary_2``), plus ``reference`` or
+``principle`` for the judges that show one. A new family is a folder of templates plus a line
+per judge.
 """
 
 from __future__ import annotations
@@ -26,9 +35,19 @@ from typing import TYPE_CHECKING, ClassVar
 from lab.backends import Backend, Score
 from lab.errors import ConfigError
 from lab.pair import Pair
+from lab.prompts import render_parts
 
 if TYPE_CHECKING:
     from lab.prompts import Exemplar, PromptConfig  # noqa: F401  (annotations only)
+
+
+FAMILIES = {
+    "summarize": "a post and its summaries (TL;DR): prompts/*.jinja and prompts/judges/",
+    "dialogue": "a dialogue and the assistant's next reply (HH-RLHF): prompts/hh/",
+    "instruction": "an instruction and its answers (LLMBar, MT-Bench, PandaLM, Auto-J): "
+                   "prompts/instruction/",
+}
+"""The task families (a pair's ``task``) and where their templates live."""
 
 
 @dataclass(frozen=True)
@@ -159,15 +178,19 @@ class Judge:
     """How messages name the candidates (``both candidates``, ``the scale tokens``)."""
     value_named: ClassVar[str] = "label"
     """How messages name a unit's value (``label``, ``rating``)."""
-    templates: ClassVar[tuple[str, ...]]
-    """The templates under ``prompts/`` its prompts are rendered from (their static includes
-    are followed): a run folder records their digests."""
+    templates: ClassVar[dict[str, tuple[str, ...]]]
+    """Per task family (:data:`FAMILIES`), the files under ``prompts/`` its prompts are
+    rendered from, the one it renders first (their static includes are followed; a ``.yaml``
+    is data the judge reads): a run folder records their digests."""
     reads_preamble: ClassVar[bool] = False
-    """Whether its prompts include ``prompt.preamble`` (and the preamble's file is recorded)."""
+    """Whether its TL;DR prompts include ``prompt.preamble`` (and the preamble's file is
+    recorded). The other families' templates read no preamble, exemplars or rationale."""
     reads_exemplars: ClassVar[bool] = False
-    """Whether it shows few-shot exemplars (``prompt.shots``)."""
+    """Whether its TL;DR prompts show few-shot exemplars (``prompt.shots``)."""
     decodes_rationales: ClassVar[bool] = False
-    """Whether it has a chain-of-thought ending (``prompt.cot``)."""
+    """Whether its TL;DR prompts have a chain-of-thought ending (``prompt.cot``)."""
+    needs_reference: ClassVar[bool] = False
+    """Whether it shows a reference answer (pairs without one cannot be judged)."""
 
     def __init__(self, backend: Backend, prompt: PromptConfig, decode, exemplars: list[Exemplar],
                  preamble_text: str = "") -> None:
@@ -178,21 +201,46 @@ class Judge:
         self.preamble_text = preamble_text
 
     @classmethod
-    def check_prompt(cls, prompt: PromptConfig, source: str) -> None:
-        """Refuse prompt settings this judge does not read (one line naming the setting)."""
-        what = f"{source}: the {cls.name} judge"
-        if prompt.cot and not cls.decodes_rationales:
+    def templates_for(cls, task: str, source: str = "config") -> tuple[str, ...]:
+        """Its templates for a task family; a family it has none for is a one-line error."""
+        if task not in cls.templates:
+            raise ConfigError(f"{source}: the {cls.name} judge has no prompts for {task} pairs "
+                              f"({FAMILIES.get(task, 'an unknown family')}); it judges "
+                              f"{', '.join(cls.templates)} pairs")
+        return cls.templates[task]
+
+    @classmethod
+    def check_prompt(cls, prompt: PromptConfig, source: str, task: str = "summarize") -> None:
+        """Refuse prompt settings this judge does not read for a task family (one line naming
+        the setting)."""
+        templates = cls.templates_for(task, source)
+        summarize = task == "summarize"
+        what = f"{source}: the {cls.name} judge" + ("" if summarize else f" on {task} pairs")
+        fix = " or use --judge pairwise" if summarize else " (only TL;DR prompts have them)"
+        if prompt.cot and not (cls.decodes_rationales and summarize):
             raise ConfigError(f"{what} has no chain-of-thought ending; drop prompt.cot "
-                              "(--no-cot) or use --judge pairwise")
-        if prompt.shots and not cls.reads_exemplars:
-            raise ConfigError(f"{what} shows no few-shot exemplars; set prompt.shots to 0 "
-                              "or use --judge pairwise")
+                              f"(--no-cot){fix}")
+        if prompt.shots and not (cls.reads_exemplars and summarize):
+            raise ConfigError(f"{what} shows no few-shot exemplars; set prompt.shots to 0{fix}")
         from lab.prompts import PromptConfig
 
         default = PromptConfig().preamble
-        if prompt.preamble != default and not cls.reads_preamble:
-            raise ConfigError(f"{what} has its own prompt ({', '.join(cls.templates)}) and "
+        if prompt.preamble != default and not (cls.reads_preamble and summarize):
+            raise ConfigError(f"{what} has its own prompt ({', '.join(templates)}) and "
                               f"reads no preamble; leave prompt.preamble at {default!r}")
+
+    def template(self, pair: Pair) -> str:
+        """The template a pair's prompts are rendered from (the first of its family's)."""
+        return self.templates_for(pair.task)[0]
+
+    def render_pair(self, pair: Pair, swapped: bool = False, **extra) -> str:
+        """A full comparison prompt of a pair from its family's template: ``text`` and the
+        two responses in the order shown (as ``response_1``/``response_2``, and as
+        ``summary_1``/``summary_2`` for the TL;DR templates), plus ``extra`` variables."""
+        s1, s2 = (pair.second, pair.first) if swapped else (pair.first, pair.second)
+        r = render_parts(self.template(pair), text=pair.text, response_1=s1, response_2=s2,
+                         summary_1=s1, summary_2=s2, **extra)
+        return self.format(r.user, r.assistant)
 
     def units(self, pair: Pair) -> list[Unit]:
         """The cached pieces of a pair's label, in the order :meth:`combine` takes them."""

@@ -42,12 +42,16 @@ class PairwiseJudge(Judge):
     name = "pairwise"
     candidates = ("1", "2")
     tokens_named = "both candidates"
-    templates = ("labeler.jinja", "ending/direct.jinja", "ending/cot.jinja")
+    templates = {"summarize": ("labeler.jinja", "ending/direct.jinja", "ending/cot.jinja"),
+                 "dialogue": ("hh/pairwise.jinja",),
+                 "instruction": ("instruction/pairwise.jinja",)}
     reads_preamble = True
     reads_exemplars = True
     decodes_rationales = True
 
     def prompt_for(self, pair: Pair, swapped: bool = False, rationale: str | None = None) -> str:
+        if pair.task != "summarize":  # the other families' own template, no preamble
+            return self.render_pair(pair, swapped)
         s1, s2 = (pair.second, pair.first) if swapped else (pair.first, pair.second)
         r = render(self.prompt, pair.text, s1, s2, self.exemplars, rationale, self.preamble_text)
         return self.format(r.user, r.assistant)

@@ -32,7 +32,6 @@ from lab.judges.base import (
     softmax,
 )
 from lab.pair import Pair
-from lab.prompts import render_parts
 
 SHOWN = {"fwd": ("first", "second", "tie"), "swapped": ("second", "first", "tie")}
 """Per order, what the tokens 1 / 2 / 3 say about the stored pair."""
@@ -57,12 +56,12 @@ class PairwiseTieJudge(Judge):
     name = "pairwise-tie"
     candidates = ("1", "2", "3")
     tokens_named = "the candidates"
-    templates = ("judges/pairwise_tie.jinja",)
+    templates = {"summarize": ("judges/pairwise_tie.jinja",),
+                 "dialogue": ("hh/pairwise_tie.jinja",),
+                 "instruction": ("instruction/pairwise_tie.jinja",)}
 
     def prompt_for(self, pair: Pair, swapped: bool = False, rationale: str | None = None) -> str:
-        s1, s2 = (pair.second, pair.first) if swapped else (pair.first, pair.second)
-        r = render_parts(self.templates[0], text=pair.text, summary_1=s1, summary_2=s2)
-        return self.format(r.user, r.assistant)
+        return self.render_pair(pair, swapped)
 
     def units(self, pair: Pair) -> list[Unit]:
         heads = [self.prompt_for(pair, swapped) for swapped in (False, True)]

@@ -57,26 +57,32 @@ class RatingJudge(Judge):
     candidates = tuple(str(v) for v in range(1, 10))
     tokens_named = "the scale tokens"
     value_named = "rating"
-    templates = ("judges/rating.jinja",)
+    templates = {"summarize": ("judges/rating.jinja",), "dialogue": ("hh/rating.jinja",),
+                 "instruction": ("instruction/rating.jinja",)}
 
     @property
     def values(self) -> tuple[int, ...]:
         """The scale tokens as numbers."""
         return tuple(int(c) for c in self.candidates)
 
-    def rating_prompt(self, text: str, response: str) -> str:
-        """The full prompt that rates one response."""
-        r = render_parts(self.templates[0], text=text, response=response)
+    def rating_prompt(self, pair: Pair, response: str) -> str:
+        """The full prompt that rates one response of a pair (its family's template)."""
+        r = render_parts(self.template(pair), text=pair.text, response=response,
+                         **self.extra(pair))
         return self.format(r.user, r.assistant)
 
+    def extra(self, pair: Pair) -> dict:
+        """Variables a subclass's templates read besides ``text`` and ``response``."""
+        return {}
+
     def prompt_for(self, pair: Pair, swapped: bool = False, rationale: str | None = None) -> str:
-        return self.rating_prompt(pair.text, pair.second if swapped else pair.first)
+        return self.rating_prompt(pair, pair.second if swapped else pair.first)
 
     def units(self, pair: Pair) -> list[Unit]:
         return [self._unit(pair, "first", pair.first), self._unit(pair, "second", pair.second)]
 
     def _unit(self, pair: Pair, which: str, response: str) -> Unit:
-        prompt = self.rating_prompt(pair.text, response)
+        prompt = self.rating_prompt(pair, response)
         key = cache_key(self.name, self.backend.identity, engine_of(self.backend), prompt,
                         list(self.candidates))
         subject = f"the {which} response of {pair_where(pair)}"

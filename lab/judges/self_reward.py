@@ -21,4 +21,6 @@ class SelfRewardJudge(RatingJudge):
 
     name = "self-reward"
     candidates = tuple(str(v) for v in range(0, 6))
-    templates = ("judges/self_reward.jinja",)
+    templates = {"summarize": ("judges/self_reward.jinja",),
+                 "dialogue": ("hh/self_reward.jinja",),
+                 "instruction": ("instruction/self_reward.jinja",)}
