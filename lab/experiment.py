@@ -53,7 +53,11 @@ AXES = {
     "max_rationale_tokens": ("decode", "max_rationale_tokens"),
     "model": ("backend", "model"),
     "dtype": ("backend", "dtype"),
+    "subset": ("data", "subset"),
 }
+DATA_AXES = ("subset",)
+"""Axes that change the data slice: a table compares settings only within one value of
+these (each has its own base row and baselines, :func:`lab.report.build_table`)."""
 COST_METRICS = ("seconds_per_pair", "prompt_tokens_per_pair", "generated_tokens_per_pair")
 OBJECTIVES = ("alignment", "alignment_high_confidence", "alignment_forward_only")
 SPLIT = Literal["pool", "dev", "test", "eval", "train", "all"]
