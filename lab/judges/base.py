@@ -159,6 +159,9 @@ class Judge:
     """How messages name the candidates (``both candidates``, ``the scale tokens``)."""
     value_named: ClassVar[str] = "label"
     """How messages name a unit's value (``label``, ``rating``)."""
+    aggregation: ClassVar[str]
+    """How its presentation orders or responses aggregate into p, in one line (what
+    ``rlaif export`` records as the exported judge's ``aggregation``)."""
     templates: ClassVar[tuple[str, ...]]
     """The templates under ``prompts/`` its prompts are rendered from (their static includes
     are followed): a run folder records their digests."""

@@ -57,6 +57,8 @@ class PairwiseTieJudge(Judge):
     name = "pairwise-tie"
     candidates = ("1", "2", "3")
     tokens_named = "the candidates"
+    aggregation = ("both presentation orders scored; per order P(first better) + P(tie) / 2; "
+                   "p = (p_fwd + 1 - p_swapped) / 2; verdict: the one both orders give, else tie")
     templates = ("judges/pairwise_tie.jinja",)
 
     def prompt_for(self, pair: Pair, swapped: bool = False, rationale: str | None = None) -> str:
