@@ -4,7 +4,7 @@ A small instruct model writes TL;DR summaries of training-split posts. One updat
 
   1. roll out: sample a summary for each post of a batch (``prompts/rl/policy.jinja``);
   2. reward: the reward model's score of the finished summary (or, for direct RLAIF, the
-     labeler's expected 1-9 rating, ``prompts/rl/rate.jinja``), centred and scaled by its
+     exported labeler's judge on it, :class:`LabelerReward`), centred and scaled by its
      running mean and standard deviation, minus a per-token KL penalty
      ``kl_coef * (log pi(a|s) - log pi_ref(a|s))`` to the frozen starting policy;
   3. advantages with GAE(gamma, lambda) against a value head on the policy's last hidden state;
@@ -13,6 +13,14 @@ A small instruct model writes TL;DR summaries of training-split posts. One updat
 
 Only the top ``train_layers`` blocks (and the final norm) of the policy train, which is what
 makes a 135M policy fit 2 CPU cores; the embeddings (tied to the LM head) stay frozen.
+Direct RLAIF (``reward=labeler``) uses exactly the judge of the exported ``best.yaml``
+(``prompt.judge`` with its prompt, exemplars and decoding, through :class:`lab.label.Labeler`):
+a judge that rates each response alone (rating, self-reward) gives the summary's expected
+rating rescaled to [0, 1] by its scale, (s - min) / (max - min); any other judge (pairwise,
+pairwise-tie) gives p = P(summary better than the anchor), the anchor being the first summary
+(``pair.first``) of the data pair the run holds for that post. ``reward.json`` in the run
+folder records which reward, judge and rule the run used.
+
 Every update appends a row to ``log.csv`` (reward, KL, losses, entropy, length); a checkpoint
 of the trained parameters, the value head and the optimizer is written every
 ``checkpoint_every`` updates, and a rerun resumes from it. ``curves.png`` plots the log.
@@ -26,6 +34,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,6 +47,8 @@ from tqdm import tqdm
 
 from lab import data as data_mod
 from lab.backends.hf import format_chat, load_causal_lm
+from lab.judges.rating import RatingJudge
+from lab.pair import Pair
 from lab.prompts import render_template
 from lab.reward_model import _layers, save_atomic, trainable_state
 from lab.rm_labels import post_text
@@ -54,11 +65,15 @@ class A2CConfig:
     policy: str = "smollm2-135m"
     """Starting policy: catalog name (``qwen2.5-coder-0.5b`` is the larger option) or folder."""
     reward: str = "rm"
-    """``rm``: the reward model in ``rm_dir``; ``labeler``: direct RLAIF with ``labeler``."""
+    """``rm``: the reward model in ``rm_dir``; ``labeler``: direct RLAIF, the judge of
+    ``labeler`` scores each summary (:class:`LabelerReward`: a rating judge's expected rating
+    rescaled to [0, 1], any other judge's P(summary better than the post's first data
+    summary))."""
     rm_dir: str | None = None
     """A trained reward-model folder (``DIR/rm_ai`` from ``rlaif rm train``)."""
     labeler: str | None = None
-    """Exported labeler config (``best.yaml``) for direct RLAIF."""
+    """Exported labeler config (``best.yaml``) for direct RLAIF: its judge, prompt, exemplars,
+    decoding and backend give the reward, exactly as they label."""
     data: str | None = None
     """TL;DR comparisons whose training-split posts are the prompts (None: $RLAIF_DATA_DIR)."""
     updates: int = 40
@@ -119,21 +134,35 @@ def policy_prompt(tokenizer, post: str) -> str:
     return format_chat(tokenizer, user, assistant, bool(getattr(tokenizer, "chat_template", None)))
 
 
-def training_posts(data: str | None, tokenizer, max_tokens: int, split: str = "train") -> list:
-    """Distinct posts of a split, short enough: (post id, the post as ``prompts/post.jinja``
-    renders it, one of its data pairs)."""
-    source = data_mod.resolve_data_path(data)
-    pairs, _ = data_mod.load_pairs(source)
+def post_pairs(data: str | None, split: str = "train") -> list[tuple[str, str, Pair]]:
+    """Distinct posts of a split: (post id, the post as ``prompts/post.jinja`` renders it, its
+    data pair with the smallest key: the one pair the lab holds for that post)."""
+    pairs, _ = data_mod.load_pairs(data_mod.resolve_data_path(data))
     seen, posts = set(), []
     for p in sorted(data_mod.select(pairs, "all", split), key=lambda p: p.key):
-        if p.post_id in seen:
-            continue
-        seen.add(p.post_id)
-        text = post_text(p)
-        if len(tokenizer.encode(text, add_special_tokens=False)) <= max_tokens:
-            posts.append((p.post_id, text, p))
+        if p.post_id not in seen:
+            seen.add(p.post_id)
+            posts.append((p.post_id, post_text(p), p))
+    return posts
+
+
+def anchors_of(posts: list[tuple[str, str, Pair]]) -> dict[str, Pair]:
+    """Each post's data pair by the post as rendered (the scorer's input), from
+    :func:`post_pairs` rows (the first, where two posts render alike)."""
+    out: dict[str, Pair] = {}
+    for _, text, pair in posts:
+        out.setdefault(text, pair)
+    return out
+
+
+def training_posts(data: str | None, tokenizer, max_tokens: int, split: str = "train") -> list:
+    """Distinct posts of a split, short enough: (post id, the post as ``prompts/post.jinja``
+    renders it, its data pair, see :func:`post_pairs`)."""
+    posts = [(i, text, p) for i, text, p in post_pairs(data, split)
+             if len(tokenizer.encode(text, add_special_tokens=False)) <= max_tokens]
     if not posts:
-        raise RunError(f"{source}: no {split}-split post has at most {max_tokens} tokens")
+        raise RunError(f"{data_mod.resolve_data_path(data)}: no {split}-split post has at most "
+                       f"{max_tokens} tokens")
     return posts
 
 
@@ -170,8 +199,95 @@ class Policy(nn.Module):
         return trainable_state(self)
 
 
-def make_scorer(config: A2CConfig):
-    """A function (posts, summaries) -> rewards: the reward model or the labeler's rating."""
+class LabelerReward:
+    """Direct RLAIF's reward: exactly the judge of an exported labeler config (``best.yaml``:
+    ``prompt.judge`` with its prompt, few-shot exemplars, decoding and backend, through
+    :class:`lab.label.Labeler`, as ``rlaif label``, ``rlaif rm label`` and ``rlaif winrate``
+    use it), called as ``(posts, summaries) -> rewards`` like the reward model.
+
+    * A judge that rates each response alone (:class:`lab.judges.rating.RatingJudge`: rating,
+      self-reward): the summary's expected rating s, rescaled to [0, 1] by the judge's scale,
+      ``(s - min) / (max - min)``, so every scale means the same.
+    * Any other judge (pairwise, pairwise-tie, whatever reads both orders): p = P(the summary
+      is better than the anchor), the anchor being the first summary (``pair.first``) of the
+      data pair the run holds for that post (:func:`post_pairs`), labeled as the pair
+      (summary, anchor) in the judge's chunks (``backend.batch_pairs``; the transformers
+      backend packs a chunk into one pass).
+
+    Labels go through an in-memory label cache (a summary sampled twice for a post, or a
+    rating shared, costs nothing the second time; nothing is written to disk).
+    """
+
+    def __init__(self, path: str, anchors: Mapping[str, Pair]) -> None:
+        """Args:
+            path: the exported labeler config.
+            anchors: the data pair of each post, by the post as ``prompts/post.jinja``
+                renders it (what the scorer is called with).
+        """
+        from lab.backends import batch_pairs, make_backend
+        from lab.config import RunConfig
+        from lab.label import Labeler
+        from lab.run import prepare
+
+        config = RunConfig.load(path)
+        self.path = str(path)
+        self.labeler = Labeler(make_backend(config.backend), config.prompt, config.decode,
+                               prepare(config)[2])
+        self.judge = self.labeler.judge
+        self.chunk = batch_pairs(config.backend)
+        self.anchors = anchors
+        self.rates = isinstance(self.judge, RatingJudge)
+
+    @property
+    def rule(self) -> str:
+        """How a summary's reward comes about, in one line (``reward.json``, the run's note)."""
+        what = f"the {self.judge.name} judge of {self.path}"
+        if self.rates:
+            lo, hi = min(self.judge.values), max(self.judge.values)
+            return (f"{what} rates each summary alone; reward = (s - {lo}) / ({hi} - {lo}), s "
+                    f"its expected rating over the scale tokens {lo}-{hi}")
+        return (f"{what} compares each summary with the anchor, the first summary (pair.first) "
+                "of the post's data pair; reward = p = P(summary better than the anchor): "
+                f"{self.judge.aggregation}")
+
+    def note(self) -> dict:
+        """What ``reward.json`` records."""
+        return {"reward": "labeler", "labeler": self.path, "judge": self.judge.name,
+                "aggregation": self.judge.aggregation,
+                "rule": "rescaled expected rating" if self.rates else "p against the anchor",
+                "description": self.rule}
+
+    def items(self, posts: list[str], summaries: list[str]) -> list[Pair]:
+        """The pairs the judge labels: (summary, the post's anchor summary)."""
+        out = []
+        for i, (post, summary) in enumerate(zip(posts, summaries)):
+            anchor = self.anchors.get(post)
+            if anchor is None:
+                raise RunError(f"direct RLAIF: a post with no data pair to label it by "
+                               f"({post[:60]!r}...); score posts of the run's data")
+            where = anchor.source or anchor.key
+            out.append(dataclasses.replace(anchor, first=summary, second=anchor.first,
+                                           key=f"{anchor.key}|a2c{i}",
+                                           source=f"{where} (sampled summary vs its first)"))
+        return out
+
+    def __call__(self, posts: list[str], summaries: list[str]) -> torch.Tensor:
+        pairs = self.items(posts, summaries)
+        out: list[float] = []
+        for i in range(0, len(pairs), self.chunk):
+            chunk = pairs[i:i + self.chunk]
+            if self.rates:
+                lo, hi = min(self.judge.values), max(self.judge.values)
+                out += [(s - lo) / (hi - lo) for s in self.labeler.ratings(chunk)]
+            else:
+                out += [r["p"] for r in self.labeler.label_many(chunk)]
+        return torch.tensor(out, dtype=torch.float64)
+
+
+def make_scorer(config: A2CConfig, anchors: Mapping[str, Pair] | None = None):
+    """A function (posts, summaries) -> rewards: the reward model or, for direct RLAIF, the
+    exported labeler's judge (:class:`LabelerReward`; ``anchors``: each post's data pair, by
+    rendered post; default: every training-split post of ``config.data``)."""
     if config.reward == "rm":
         from lab.reward_model import load_reward_model
 
@@ -180,24 +296,20 @@ def make_scorer(config: A2CConfig):
         rm = load_reward_model(config.rm_dir)
         return lambda posts, summaries: rm(posts, summaries).detach()
     if config.reward == "labeler":
-        from lab.backends import make_backend
-        from lab.config import RunConfig
-
         if not config.labeler:
             raise RunError("reward=labeler needs --labeler best.yaml")
-        backend = make_backend(RunConfig.load(config.labeler).backend)
-        digits = [str(d) for d in range(1, 10)]
-
-        def rate(posts: list[str], summaries: list[str]) -> torch.Tensor:
-            prompts = [backend.format(
-                render_template("rl/rate.jinja", part="user", post_block=p, summary=s),
-                render_template("rl/rate.jinja", part="assistant", post_block=p, summary=s))
-                for p, s in zip(posts, summaries)]
-            lp = torch.tensor([s.logprobs for s in backend.score(prompts, digits)])
-            return (torch.softmax(lp, dim=-1) * torch.arange(1, 10)).sum(-1)
-
-        return rate
+        if anchors is None:
+            anchors = anchors_of(post_pairs(config.data))
+        return LabelerReward(config.labeler, anchors)
     raise RunError(f"reward must be rm or labeler, not {config.reward!r}")
+
+
+def reward_note(config: A2CConfig, scorer) -> dict:
+    """Which reward, judge and rule a run uses (``reward.json``)."""
+    if isinstance(scorer, LabelerReward):
+        return scorer.note()
+    return {"reward": "rm", "rm_dir": config.rm_dir, "rule": "the reward model's score",
+            "description": f"the score r(post, summary) of the reward model in {config.rm_dir}"}
 
 
 def end_ids(lm, tokenizer) -> list[int]:
@@ -374,7 +486,10 @@ def train(config: A2CConfig, out: str | Path, progress: bool = True) -> list[dic
     write_json_atomic(cfg_path, dataclasses.asdict(config))
     policy, ref, tokenizer = load_policy(config)
     posts = training_posts(config.data, tokenizer, config.max_post_tokens)
-    scorer = make_scorer(config)
+    scorer = make_scorer(config, anchors_of(posts))
+    note = reward_note(config, scorer)
+    write_json_atomic(out / "reward.json", note)
+    print(f"reward: {note['description']}", file=sys.stderr)
     opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=config.lr)
     rng = random.Random(config.seed)
     stats = RunningStats()

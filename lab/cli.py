@@ -510,8 +510,12 @@ def _rl_parser(sub) -> None:
     tr.add_argument("--out", required=True, help="run folder")
     tr.add_argument("--rm", help="trained reward model (DIR/rm_ai)")
     tr.add_argument("--reward", choices=["rm", "labeler"],
-                    help="rm (default) or labeler: direct RLAIF, the labeler rates 1-9")
-    tr.add_argument("--labeler", help="exported labeler config for --reward labeler")
+                    help="rm (default) or labeler: direct RLAIF, the judge of --labeler scores "
+                    "each summary: a rating judge's expected rating rescaled to [0, 1], a "
+                    "pairwise judge's P(summary better than the post's first data summary); "
+                    "reward.json records which")
+    tr.add_argument("--labeler", help="exported labeler config (best.yaml) for --reward "
+                    "labeler: its judge, prompt, exemplars and backend, exactly as they label")
     tr.add_argument("--policy", help="starting policy (default smollm2-135m)")
     tr.add_argument("--data", help="TL;DR comparisons (their training-split posts; default: "
                     "the data the reward model was labeled on)")

@@ -2,10 +2,14 @@
 
 ``rlaif export results/NAME`` picks the best setting on the dev split, labels the test split
 with it (so that overfitting to the dev pairs shows), and writes ``results/NAME/best.yaml``:
-a complete run config (templates, model, decoding) plus an ``export`` section recording the
-model's weights hash, the template files' hashes, the debiasing, and dev and test alignment.
-``rlaif label --config results/NAME/best.yaml`` reloads it and reproduces the same labels;
-the other commands (reward-model labeling, win rate) take the same file.
+a complete run config (judge, templates, model, decoding) plus an ``export`` section recording
+the model's weights hash, the template files' hashes, how the judge aggregates its presentation
+orders or responses into p (its :attr:`lab.judges.base.Judge.aggregation`), and dev and test
+alignment. ``rlaif label --config results/NAME/best.yaml`` reloads it and reproduces the same
+labels; the other commands (reward-model labeling, direct RLAIF, win rate) take the same file
+and label with exactly that judge. The ``export`` section is provenance, not a setting:
+:meth:`lab.config.RunConfig.load` drops it (files written before it said ``aggregation`` said
+``debiasing``; they load alike).
 
 ``best_test_metrics.json`` (the test-split metrics the sweep table shows) records which trial
 and run identity it belongs to; :func:`exported_test_metrics` returns it only while that is
@@ -23,6 +27,7 @@ import yaml
 from lab.errors import RunError
 from lab.experiment import Experiment, template_hashes
 from lab.io import write_json_atomic, write_text_atomic
+from lab.judges import judge_class
 from lab.run import prepare, task_family
 from lab.sweep import Sweep, best_trial, load_results
 
@@ -71,7 +76,8 @@ def export_best(folder: str | Path, progress: bool = True) -> Path:
             "setting": setting,
             "model_identity": test_metrics["model"],
             "templates": template_hashes(config.prompt, task_family(prepare(config)[0], path)),
-            "debiasing": "both presentation orders scored; p = (p_fwd + 1 - p_swapped) / 2",
+            "judge": config.prompt.judge,
+            "aggregation": judge_class(config.prompt.judge).aggregation,
             "objective": exp.objective,
             "dev": {"split": exp.dev_split, "n": dev["n"], "alignment": dev["alignment"],
                     "alignment_ci": dev["alignment_ci"]},

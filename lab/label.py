@@ -40,6 +40,7 @@ from lab.judges.base import (  # noqa: F401  (re-exported: their home before jud
     precision_of,
     prob_first,
 )
+from lab.judges.rating import RatingJudge
 from lab.prompts import Exemplar, PromptConfig
 
 CANDIDATES = ["1", "2"]
@@ -188,6 +189,22 @@ class Labeler:
                 "cache_hit": hit,
                 "precision": precision,
             }
+
+    def ratings(self, pairs: list[Pair]) -> list[float]:
+        """The expected rating of each pair's *first* response, for a judge that rates each
+        response alone (:class:`lab.judges.rating.RatingJudge` and its subclasses), in one
+        chunk.
+
+        Each pair is labeled as (first, first): both of its units are then the one rating of
+        that response (computed once, through the label cache and the judge's units and
+        reduce, with every check :meth:`label_many` makes), read back as ``rating_first``.
+        The second response is neither rated nor read.
+        """
+        if not isinstance(self.judge, RatingJudge):
+            raise RunError(f"the {self.judge.name} judge rates no response alone; ratings come "
+                           "from a rating judge (rating, self-reward)")
+        alone = [dataclasses.replace(p, second=p.first) for p in pairs]
+        return [r["rating_first"] for r in self.label_many(alone)]
 
     def _shown(self, pair: Pair) -> dict:
         """Which stored response is shown first (``--shuffle-order``): a seeded coin per pair.

@@ -246,7 +246,7 @@ def write_plots(folder: str | Path) -> list[Path]:
 def plot_a2c(log: list[dict], path: Path, config) -> None:
     """A2C curves per update: score and reward, KL to the start, losses, entropy, length."""
     x = [r["update"] for r in log]
-    score = "reward-model score" if config.reward == "rm" else "labeler's expected rating"
+    score = "reward-model score" if config.reward == "rm" else "labeler's reward in [0, 1]"
     panels = [("score", f"{score} (mean)"), ("kl", "KL to starting policy (nats/summary)"),
               ("value_loss", "value loss"), ("entropy", "entropy (nats/token)"),
               ("length", "summary length (tokens)"),

@@ -7,8 +7,8 @@ saw), greedily, within the budget the policies were trained with. Every pair of 
 by every judge given:
 
   * a reward model (``rlaif rm train`` folder): p = sigmoid(r_a - r_b), which has no order;
-  * a labeler (an exported ``best.yaml``): both presentation orders averaged, exemplars and
-    all, exactly as the labeler labels.
+  * a labeler (an exported ``best.yaml``): its judge (``prompt.judge``), exemplars and all,
+    exactly as the labeler labels (the pairwise judges: both presentation orders averaged).
 
 A judge that is the reward source of a policy (its reward model, or the labeler whose labels
 trained that reward model) is marked in the table: its verdict on that policy is not

@@ -98,6 +98,20 @@ def test_rlaif_pipeline_on_fake_backend(tmp_path):
     t = json.loads((rl / "trend.json").read_text())
     assert t["updates"] == 3 and "slope_per_update" in t
     assert {"truncated", "length"} <= set(log3[0])
+    assert json.loads((rl / "reward.json").read_text())["reward"] == "rm"
+
+    # direct RLAIF: the labeler's (pairwise) judge against each post's first data summary
+    direct = tmp_path / "rl_direct"
+    r = rlaif("rl", "train", "--policy", str(policy), "--reward", "labeler", "--labeler",
+              str(labeler), "--data", str(data), "--max-new-tokens", "6", "--batch-size", "2",
+              "--updates", "1", "--out", str(direct), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    note = json.loads((direct / "reward.json").read_text())
+    assert (note["reward"], note["judge"], note["rule"]) == (
+        "labeler", "pairwise", "p against the anchor")
+    assert f"reward: {note['description']}\n" in r.stderr
+    (row,) = csv.DictReader(open(direct / "log.csv"))
+    assert 0 <= float(row["score"]) <= 1
 
     win = tmp_path / "win"
     r = rlaif("winrate", "--out", str(win), "--policy", f"rlaif={rl}",

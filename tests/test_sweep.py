@@ -207,6 +207,8 @@ def test_export_round_trip(exp_file, tmp_path):
     assert best["export"]["model_identity"].startswith("fake:")
     assert set(best["export"]["templates"]) >= {"preamble/detailed.jinja", "labeler.jinja"}
     assert best["export"]["dev"]["alignment"] == 1.0
+    assert best["export"]["judge"] == "pairwise"
+    assert best["export"]["aggregation"].endswith("p = (p_fwd + 1 - p_swapped) / 2")
     assert RunConfig.load(sweep.out / "best.yaml").data.split == "all"
     out = tmp_path / "reloaded"
     r = subprocess.run([sys.executable, "-m", "lab", "label", "--config",
@@ -218,6 +220,41 @@ def test_export_round_trip(exp_file, tmp_path):
     original = {x["key"]: x["p"] for x in read_records(test_run / "labels.jsonl")}
     reloaded = {x["key"]: x["p"] for x in read_records(out / "labels.jsonl")}
     assert reloaded == original and len(reloaded) > 10
+
+
+def test_export_of_a_rating_judge_records_its_aggregation_and_reloads_it(exp_file, tmp_path):
+    from lab.export import export_best
+    from lab.judges import JUDGES
+    from lab.run import run_label
+
+    sweep = sweep_of(exp_file({"judge": ["rating"]}), tmp_path)
+    sweep.run()
+    path = export_best(sweep.out, progress=False)
+    best = yaml.safe_load(path.read_text())
+    assert best["prompt"]["judge"] == best["export"]["judge"] == "rating"
+    assert best["export"]["aggregation"] == JUDGES["rating"].aggregation == (
+        "each response rated alone, s = expected rating over the scale tokens 1-9; "
+        "p = 0.5 + (s_first - s_second) / 16; no presentation order")
+    assert "debiasing" not in best["export"]
+    config = RunConfig.load(path)
+    assert config.prompt.judge == "rating"
+    run_label(config, tmp_path / "reloaded", cache=LabelCache(), progress=False)
+    test_run = Path(best["export"]["test"]["run_dir"])
+    original = {x["key"]: x["p"] for x in read_records(test_run / "labels.jsonl")}
+    reloaded = {x["key"]: x["p"] for x in read_records(tmp_path / "reloaded" / "labels.jsonl")}
+    assert reloaded == original and len(reloaded) > 10
+
+
+def test_every_judge_says_how_it_aggregates_and_old_exports_still_load():
+    from lab.judges import JUDGES
+
+    texts = {name: judge.aggregation for name, judge in JUDGES.items()}
+    assert all(texts.values()) and len(set(texts.values())) == len(texts)
+    assert "p = (p_fwd + 1 - p_swapped) / 2" in texts["pairwise"]
+    for old in ("quickstart", "rlaif_labeler"):  # written with export.debiasing
+        path = ROOT / "results" / old / "best.yaml"
+        assert "debiasing" in yaml.safe_load(path.read_text())["export"]
+        assert RunConfig.load(path).prompt.judge == "pairwise"
 
 
 def test_bad_experiment_files(tmp_path, exp_file):

@@ -178,6 +178,9 @@ class Judge:
     """How messages name the candidates (``both candidates``, ``the scale tokens``)."""
     value_named: ClassVar[str] = "label"
     """How messages name a unit's value (``label``, ``rating``)."""
+    aggregation: ClassVar[str]
+    """How its presentation orders or responses aggregate into p, in one line (what
+    ``rlaif export`` records as the exported judge's ``aggregation``)."""
     templates: ClassVar[dict[str, tuple[str, ...]]]
     """Per task family (:data:`FAMILIES`), the files under ``prompts/`` its prompts are
     rendered from, the one it renders first (their static includes are followed; a ``.yaml``

@@ -42,6 +42,8 @@ class PairwiseJudge(Judge):
     name = "pairwise"
     candidates = ("1", "2")
     tokens_named = "both candidates"
+    aggregation = ("both presentation orders scored (with chain-of-thought, each order's "
+                   "P('1') averaged over its rationale samples); p = (p_fwd + 1 - p_swapped) / 2")
     templates = {"summarize": ("labeler.jinja", "ending/direct.jinja", "ending/cot.jinja"),
                  "dialogue": ("hh/pairwise.jinja",),
                  "instruction": ("instruction/pairwise.jinja",)}

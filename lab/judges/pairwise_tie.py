@@ -56,6 +56,8 @@ class PairwiseTieJudge(Judge):
     name = "pairwise-tie"
     candidates = ("1", "2", "3")
     tokens_named = "the candidates"
+    aggregation = ("both presentation orders scored; per order P(first better) + P(tie) / 2; "
+                   "p = (p_fwd + 1 - p_swapped) / 2; verdict: the one both orders give, else tie")
     templates = {"summarize": ("judges/pairwise_tie.jinja",),
                  "dialogue": ("hh/pairwise_tie.jinja",),
                  "instruction": ("instruction/pairwise_tie.jinja",)}

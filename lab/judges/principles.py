@@ -65,6 +65,9 @@ class PrinciplesJudge(Judge):
     name = "principles"
     candidates = ("1", "2")
     tokens_named = "both candidates"
+    aggregation = ("one principle per pair (a hash of the pair picks it from the family's "
+                   "principles file), both presentation orders scored; "
+                   "p = (p_fwd + 1 - p_swapped) / 2")
     templates = {"summarize": ("judges/principles.jinja", "judges/principles.yaml"),
                  "dialogue": ("hh/principles.jinja", "hh/principles.yaml"),
                  "instruction": ("instruction/principles.jinja", "instruction/principles.yaml")}
@@ -140,4 +143,7 @@ class PrinciplesAllJudge(PrinciplesJudge):
     """Pairwise 1 / 2 under every principle of the list, both orders, averaged."""
 
     name = "principles-all"
+    aggregation = ("every principle of the family's principles file, both presentation orders "
+                   "each; p_fwd and p_swapped averaged over the principles; "
+                   "p = (p_fwd + 1 - p_swapped) / 2")
     every_principle = True

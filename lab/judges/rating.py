@@ -57,6 +57,8 @@ class RatingJudge(Judge):
     candidates = tuple(str(v) for v in range(1, 10))
     tokens_named = "the scale tokens"
     value_named = "rating"
+    aggregation = ("each response rated alone, s = expected rating over the scale tokens 1-9; "
+                   "p = 0.5 + (s_first - s_second) / 16; no presentation order")
     templates = {"summarize": ("judges/rating.jinja",), "dialogue": ("hh/rating.jinja",),
                  "instruction": ("instruction/rating.jinja",)}
 

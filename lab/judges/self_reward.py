@@ -21,6 +21,8 @@ class SelfRewardJudge(RatingJudge):
 
     name = "self-reward"
     candidates = tuple(str(v) for v in range(0, 6))
+    aggregation = ("each response rated alone, s = expected score over the scale tokens 0-5; "
+                   "p = 0.5 + (s_first - s_second) / 10; no presentation order")
     templates = {"summarize": ("judges/self_reward.jinja",),
                  "dialogue": ("hh/self_reward.jinja",),
                  "instruction": ("instruction/self_reward.jinja",)}
