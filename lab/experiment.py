@@ -53,11 +53,17 @@ AXES = {
     "max_rationale_tokens": ("decode", "max_rationale_tokens"),
     "model": ("backend", "model"),
     "dtype": ("backend", "dtype"),
+    "task": ("data", "task"),
     "subset": ("data", "subset"),
 }
-DATA_AXES = ("subset",)
+DATA_AXES = ("task", "subset")
 """Axes that change the data slice: a table compares settings only within one value of
 these (each has its own base row and baselines, :func:`lab.report.build_table`)."""
+JUDGE_READS = {"preamble": "reads_preamble", "shots": "reads_exemplars",
+               "cot": "decodes_rationales", "samples": "decodes_rationales",
+               "temperature": "decodes_rationales", "max_rationale_tokens": "decodes_rationales"}
+"""Prompt axes and the judge attribute that says whether a judge reads them
+(:meth:`Experiment.applies`)."""
 COST_METRICS = ("seconds_per_pair", "prompt_tokens_per_pair", "generated_tokens_per_pair")
 OBJECTIVES = ("alignment", "alignment_high_confidence", "alignment_forward_only")
 SPLIT = Literal["pool", "dev", "test", "eval", "train", "all"]
@@ -140,9 +146,30 @@ class Experiment:
             self.run_config(setting, self.dev_split, source)
 
     def settings(self) -> list[dict]:
-        """Every combination of axis values, in file order."""
+        """Every combination of axis values, in file order; with a ``judge`` axis, an axis
+        the setting's judge does not read (:meth:`applies`) is left out of it, and the
+        settings that then coincide are one."""
         names = list(self.axes)
-        return [dict(zip(names, combo)) for combo in itertools.product(*self.axes.values())]
+        out: list[dict] = []
+        for combo in itertools.product(*self.axes.values()):
+            full = dict(zip(names, combo))
+            setting = {a: v for a, v in full.items() if self.applies(a, full)}
+            if setting not in out:
+                out.append(setting)
+        return out
+
+    def applies(self, axis: str, setting: dict) -> bool:
+        """Whether an axis means anything for a setting: with a ``judge`` axis, the prompt
+        axes only for a judge that reads them on TL;DR (preamble, shots, chain-of-thought
+        and its decoding: the pairwise judge); every other axis always. A search (``tpe``)
+        then asks for an axis only where it applies."""
+        if "judge" not in self.axes or axis not in JUDGE_READS:
+            return True
+        from lab.judges import judge_class
+
+        judge = setting.get("judge") or self.base.get("prompt", {}).get("judge", "pairwise")
+        task = setting.get("task") or self.data.task or "tldr"
+        return task == "tldr" and getattr(judge_class(judge), JUDGE_READS[axis])
 
     def run_config(self, setting: dict, split: str, source: str = "experiment") -> RunConfig:
         """The full run config of one setting on one split."""

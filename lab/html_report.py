@@ -295,7 +295,8 @@ def sweep_page(folder: Path, data: str | None) -> dict:
     runs = []
     for t in trials:
         run_dir = trial_run_dir(folder, t)
-        runs.append(Run(", ".join(f"{a}={t.params[a]}" for a in exp.axes) or "default",
+        slug = ", ".join(f"{a}={t.params[a]}" for a in exp.axes if a in t.params)
+        runs.append(Run(slug or "default",
                         run_dir))
     return {
         "title": f"sweep {exp.name}",

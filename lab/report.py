@@ -22,6 +22,7 @@ footnote. docs/statistics.md explains every number.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,15 @@ import pandas as pd
 from lab import data as data_mod
 from lab import stats
 from lab.errors import RunError
+from lab.experiment import DATA_AXES
 from lab.export import exported_test_metrics
 from lab.metrics import agreement, compute, distinct_pairs
 from lab.run import read_records
 from lab.sweep import load_results, ordered_trials, trial_run_dir
 
+DATASET_NAMES = {"tldr": "TL;DR", "hh": "HH-RLHF", "llmbar": "LLMBar", "pandalm": "PandaLM",
+                 "autoj": "Auto-J", "mtbench": "MT-Bench"}
+"""How table titles name a dataset (``data.task``)."""
 HUMAN_AGREEMENT = (0.73, 0.77)  # inter-annotator agreement on TL;DR (Stiennon et al. 2020)
 STIENNON_NOTE = (
     "Stiennon et al. (2020, arXiv 2009.01325) report 73-77% agreement between human labelers "
@@ -98,12 +103,13 @@ def human_ceiling(exp_data: data_mod.DataConfig) -> dict:
     something a split protects). Returns ``n`` (pairs), ``judgments``, ``agreement``, ``ci``,
     or ``error`` when the data cannot be read.
     """
-    source = data_mod.resolve_data_path(exp_data.path)
+    source = data_mod.resolve_data_path(exp_data.path, exp_data.task)
     try:
-        pairs, _ = data_mod.load_pairs(source, exp_data.skip_bad_rows, exp_data.include_edits)
+        pairs, _ = data_mod.load_pairs(source, exp_data.skip_bad_rows, exp_data.include_edits,
+                                       exp_data.task)
     except data_mod.DataError as err:
         return {"error": str(err)}
-    pairs = data_mod.select(pairs, exp_data.confidence, "all")
+    pairs = data_mod.select(pairs, exp_data.confidence, "all", subset=exp_data.subset)
     groups: dict[str, list] = {}
     for p in pairs:
         groups.setdefault(data_mod.pair_id(p), []).append(p)
@@ -117,6 +123,12 @@ def human_ceiling(exp_data: data_mod.DataConfig) -> dict:
                                     seed=exp_data.seed)
     return {"n": len(multi), "judgments": sum(len(g) for g in multi),
             "agreement": float(hh.mean()), "ci": list(ci)}
+
+
+TIE_FIELDS = ("agreement_with_tie", "n_agreement_with_tie", "agreement_without_tie",
+              "n_agreement_without_tie")
+"""MT-Bench's verdict agreement (a judge with verdicts, or data with human ties): a table
+column only where some row has it."""
 
 
 def _row(setting: str, m: dict) -> dict:
@@ -136,29 +148,48 @@ def _row(setting: str, m: dict) -> dict:
         "position_bias": m["position_bias"], "prefers_longer": m["length_bias"],
         "seconds_per_pair": m["seconds_per_pair"],
         "tokens_per_pair": m["prompt_tokens_per_pair"] + m["generated_tokens_per_pair"],
+        **{k: m[k] for k in TIE_FIELDS if k in m},
     }
 
 
 def build_table(folder: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """The ablation table of a sweep's results folder and the notes printed under it."""
+    """The ablation table of a sweep's results folder and the notes printed under it.
+
+    Settings are compared only on the same pairs: where the experiment sweeps an axis that
+    changes the data slice (:data:`lab.experiment.DATA_AXES`, e.g. ``subset``), each value of
+    it is a block with its own base (its first setting) and its own baseline rows; the Holm
+    correction runs over every comparison of the table.
+    """
     folder = Path(folder)
     exp, study = load_results(folder)
     trials = ordered_trials(exp, study)
     if not trials:
         raise RunError(f"{folder}: the study has no complete trial; run `rlaif sweep` first")
     seed = exp.data.seed
-    runs = [read_records(trial_run_dir(folder, t) / "labels.jsonl") for t in trials]
-    base = agreement_by_pair(runs[0])
+    data_axes = [a for a in exp.axes if a in DATA_AXES]
+    blocks: dict[tuple, list] = {}
+    for t in trials:
+        blocks.setdefault(tuple(t.params[a] for a in data_axes), []).append(t)
     rows, discord, shared = [], [], []
-    for t, records in zip(trials, runs):
-        m = compute(records, seed=seed)
-        row = _row(", ".join(f"{a}={t.params[a]}" for a in exp.axes), m)
-        if rows:  # the base row is not compared with itself
-            diff, p, n_shared, q = paired_test(agreement_by_pair(records), base, seed)
-            row.update(diff_vs_base=diff, p_vs_base=p)
-            discord.append(q)
-            shared.append(n_shared)
-        rows.append(row)
+    for values, block in blocks.items():
+        where = ", ".join(f"{a}={v}" for a, v in zip(data_axes, values))
+        runs = [read_records(trial_run_dir(folder, t) / "labels.jsonl") for t in block]
+        base = agreement_by_pair(runs[0])
+        for i, (t, records) in enumerate(zip(block, runs)):
+            m = compute(records, seed=seed)
+            slug = ", ".join(f"{a}={t.params[a]}" for a in exp.axes if a in t.params)
+            row = _row(slug, m)
+            if i:  # a block's base row is not compared with itself
+                diff, p, n_shared, q = paired_test(agreement_by_pair(records), base, seed)
+                row.update(diff_vs_base=diff, p_vs_base=p)
+                discord.append(q)
+                shared.append(n_shared)
+            rows.append(row)
+        rows += baseline_rows(runs[0], seed, where)
+        if data_axes:  # each block's own data
+            block_data = dataclasses.replace(
+                exp.data, **{a: v for a, v in zip(data_axes, values)})
+            rows += ceiling_rows(human_ceiling(block_data), block_data, where)
     comparisons = [r for r in rows if "p_vs_base" in r]
     for r, adj in zip(comparisons, stats.holm([r["p_vs_base"] for r in comparisons])):
         r["p_holm"] = adj
@@ -167,34 +198,47 @@ def build_table(folder: str | Path) -> tuple[pd.DataFrame, list[str]]:
         setting = best_test["export"]["setting"]
         rows.append(_row("exported best (" + ", ".join(f"{k}={v}" for k, v in setting.items())
                          + f") on the {exp.test_split} split", best_test))
-    m0 = compute(runs[0], seed=seed)
-    rows.append({"setting": "length-only baseline (same pairs)", "n": m0["n"],
-                 "n_pairs": m0["n_pairs"], "alignment": m0["length_baseline"],
-                 "ci_low": m0["length_baseline_ci"][0], "ci_high": m0["length_baseline_ci"][1],
-                 "alignment_pairs": m0["length_baseline_pairs"],
-                 "pairs_ci_low": m0["length_baseline_pairs_ci"][0],
-                 "pairs_ci_high": m0["length_baseline_pairs_ci"][1],
-                 "length_balanced": m0["length_baseline_balanced"], "prefers_longer": 1.0})
-    human = np.array([r["human"] for r in runs[0]], float)
-    first_ci = stats.cluster_bootstrap_ci(lambda rows: float(human[rows].mean()),
-                                          np.array([r["post_id"] for r in runs[0]]), seed=seed)
-    rows.append({"setting": "always the first summary (the data's first-position human rate)",
-                 "n": m0["n"], "alignment": m0["first_position_rate"], "ci_low": first_ci[0],
-                 "ci_high": first_ci[1], "position_bias": 1.0})
-    ceiling = human_ceiling(exp.data)
-    label = (f"human-human agreement ({exp.data.confidence}-confidence pairs of the data "
-             "judged by more than one worker)")
-    if "error" in ceiling:
-        rows.append({"setting": label + ": not computed, " + ceiling["error"]})
-    elif ceiling["n"] == 0:
-        rows.append({"setting": label + ": none, no such pair in the data"})
-    else:
-        rows.append({"setting": f"{label[:-1]}, every split; {ceiling['judgments']} judgments)",
-                     "n_pairs": ceiling["n"],
-                     "alignment_pairs": ceiling["agreement"],
-                     "pairs_ci_low": ceiling["ci"][0], "pairs_ci_high": ceiling["ci"][1]})
-    notes = [mdd_note(shared, discord), STIENNON_NOTE]
+    if not data_axes:
+        rows += ceiling_rows(human_ceiling(exp.data), exp.data)
+    notes = [mdd_note(shared, discord)]
+    if exp.data.task in (None, "tldr"):
+        notes.append(STIENNON_NOTE)
     return pd.DataFrame(rows), notes
+
+
+def ceiling_rows(ceiling: dict, data: data_mod.DataConfig, where: str = "") -> list[dict]:
+    """The human-human agreement row (a block of a table with data axes shows it only where
+    the data has pairs judged more than once)."""
+    label = (f"human-human agreement ({data.confidence}-confidence pairs of the data "
+             f"judged by more than one worker{'; ' + where if where else ''})")
+    if "error" in ceiling:
+        return [{"setting": label + ": not computed, " + ceiling["error"]}]
+    if ceiling["n"] == 0:
+        return [] if where else [{"setting": label + ": none, no such pair in the data"}]
+    return [{"setting": f"{label[:-1]}, every split; {ceiling['judgments']} judgments)",
+             "n_pairs": ceiling["n"], "alignment_pairs": ceiling["agreement"],
+             "pairs_ci_low": ceiling["ci"][0], "pairs_ci_high": ceiling["ci"][1]}]
+
+
+def baseline_rows(records: list[dict], seed: int, where: str = "") -> list[dict]:
+    """The length-only and always-first rows on the pairs of one run (``where`` names the
+    block of a table with data axes)."""
+    m0 = compute(records, seed=seed)
+    also = f"; {where}" if where else ""
+    human = np.array([r["human"] for r in records], float)
+    first_ci = stats.cluster_bootstrap_ci(lambda rows: float(human[rows].mean()),
+                                          np.array([r["post_id"] for r in records]), seed=seed)
+    return [{"setting": f"length-only baseline (same pairs{also})", "n": m0["n"],
+             "n_pairs": m0["n_pairs"], "alignment": m0["length_baseline"],
+             "ci_low": m0["length_baseline_ci"][0], "ci_high": m0["length_baseline_ci"][1],
+             "alignment_pairs": m0["length_baseline_pairs"],
+             "pairs_ci_low": m0["length_baseline_pairs_ci"][0],
+             "pairs_ci_high": m0["length_baseline_pairs_ci"][1],
+             "length_balanced": m0["length_baseline_balanced"], "prefers_longer": 1.0},
+            {"setting": f"always the first response (the data's first-position human "
+                        f"rate{also})",
+             "n": m0["n"], "alignment": m0["first_position_rate"], "ci_low": first_ci[0],
+             "ci_high": first_ci[1], "position_bias": 1.0}]
 
 
 def mdd_note(shared: list[int], discord: list[float]) -> str:
@@ -253,8 +297,25 @@ def display_rows(df: pd.DataFrame) -> list[list[str]]:
             _ci(r, "length_balanced", "balanced_ci_low", "balanced_ci_high"), diff, z,
             _fmt(r.get("position_bias"), ".3f"), _fmt(r.get("prefers_longer"), ".3f"),
             _fmt(r.get("seconds_per_pair"), ".2f"), _fmt(r.get("tokens_per_pair"), ".0f"),
-        ])
+        ] + ([_ties(r)] if has_ties(df) else []))
     return out
+
+
+def has_ties(df: pd.DataFrame) -> bool:
+    """Whether a table shows the verdict-agreement column (some row has it)."""
+    return "agreement_with_tie" in df and bool(df["agreement_with_tie"].notna().any())
+
+
+def _ties(r: dict) -> str:
+    if pd.isna(r.get("agreement_with_tie", np.nan)):
+        return ""
+    return (f"{_fmt(r['agreement_with_tie'], '.3f')} ({r['n_agreement_with_tie']:.0f}) / "
+            f"{_fmt(r['agreement_without_tie'], '.3f')} ({r['n_agreement_without_tie']:.0f})")
+
+
+def headers(df: pd.DataFrame) -> list[str]:
+    """The table's column names: :data:`HEADERS`, and the verdict agreement where shown."""
+    return HEADERS + (["verdicts: with ties / without (n)"] if has_ties(df) else [])
 
 
 HEADERS = ["setting", "n (distinct pairs)", "alignment [95% CI]",
@@ -264,8 +325,8 @@ HEADERS = ["setting", "n (distinct pairs)", "alignment [95% CI]",
 
 
 def to_markdown(df: pd.DataFrame, title: str, notes: list[str] = ()) -> str:
-    lines = [f"### {title}", "", "| " + " | ".join(HEADERS) + " |",
-             "|" + "---|" * len(HEADERS)]
+    cols = headers(df)
+    lines = [f"### {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(row) + " |" for row in display_rows(df)]
     lines += [""] + [f"- {note}" for note in notes] if notes else []
     return "\n".join(lines) + "\n"
@@ -285,8 +346,8 @@ def latex_escape(s: str) -> str:
 def to_latex(df: pd.DataFrame, title: str, notes: list[str] = ()) -> str:
     esc = latex_escape
     lines = ["\\begin{table}[t]", "\\centering", f"\\caption{{{esc(title)}}}",
-             "\\begin{tabular}{l" + "r" * (len(HEADERS) - 1) + "}", "\\toprule",
-             " & ".join(esc(h) for h in HEADERS) + " \\\\", "\\midrule"]
+             "\\begin{tabular}{l" + "r" * (len(headers(df)) - 1) + "}", "\\toprule",
+             " & ".join(esc(h) for h in headers(df)) + " \\\\", "\\midrule"]
     lines += [" & ".join(esc(c) for c in row) + " \\\\" for row in display_rows(df)]
     lines += ["\\bottomrule", "\\end{tabular}"]
     lines += [f"\\par\\footnotesize {esc(note)}" for note in notes]
@@ -299,8 +360,13 @@ def write_tables(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     exp, _ = load_results(folder)
     df, notes = build_table(folder)
+    tasks = exp.axes.get("task") or [exp.data.task or "tldr"]
+    what = " / ".join(DATASET_NAMES.get(t, t) for t in tasks)
+    subset = f" {exp.data.subset}" if exp.data.subset else ""
+    base = ("base = the first row of each block" if any(a in DATA_AXES for a in exp.axes)
+            else "base = first row")
     title = (f"{exp.name}: AI-labeler alignment on {exp.data.confidence}-confidence "
-             f"TL;DR pairs ({exp.dev_split} split); base = first row")
+             f"{what}{subset} pairs ({exp.dev_split} split); {base}")
     paths = [folder / "table.md", folder / "table.csv", folder / "table.tex"]
     paths[0].write_text(to_markdown(df, title, notes))
     df.to_csv(paths[1], index=False, float_format="%.4f")

@@ -286,7 +286,12 @@ class Sweep:
 
     def _objective(self, trial: optuna.Trial) -> list[float]:
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
-        setting = {a: trial.suggest_categorical(a, v) for a, v in self.exp.axes.items()}
+        setting: dict = {}
+        # the judge first: whether a prompt axis applies depends on it (Experiment.applies)
+        for a in sorted(self.exp.axes, key=lambda a: a != "judge"):
+            if self.exp.applies(a, setting):
+                setting[a] = trial.suggest_categorical(a, self.exp.axes[a])
+        setting = {a: setting[a] for a in self.exp.axes if a in setting}  # file order
         if self.exp.sampler == "grid":
             other = self._holder(trial, setting)
             if other is not None:
@@ -398,7 +403,8 @@ class Sweep:
         # settings that share a model run together: loading one (vLLM: starting an engine)
         # is paid once per model, not once per switch (the sort is stable)
         backend_axes = [a for a in self.exp.axes if AXES[a][0] == "backend"]
-        missing.sort(key=lambda s: [self.exp.axes[a].index(s[a]) for a in backend_axes])
+        missing.sort(key=lambda s: [self.exp.axes[a].index(s[a]) for a in backend_axes
+                                    if a in s])
         for setting in missing:
             study.enqueue_trial(setting, user_attrs={"setting": setting})
         return len(missing)
