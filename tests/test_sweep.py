@@ -419,3 +419,67 @@ def test_run_identity_is_the_data_content_not_where_it_was_read_from(tmp_path):
     rows[2]["summaries"][0]["text"] += " edited"
     changed = load_pairs(str(write_rows(tmp_path / "c" / "c.json", rows)))[0]
     assert run_identity(config, changed, [])["data"] != run_identity(config, here, [])["data"]
+
+
+# --- judges and datasets as axes ---------------------------------------------------------
+
+
+def test_prompt_axes_apply_only_to_the_judges_that_read_them(exp_file):
+    exp = Experiment.load(exp_file({"judge": ["pairwise", "rating"], "preamble": ["base",
+                                    "detailed"], "shots": [0, 1]}))
+    assert exp.settings() == [
+        {"judge": "pairwise", "preamble": "base", "shots": 0},
+        {"judge": "pairwise", "preamble": "base", "shots": 1},
+        {"judge": "pairwise", "preamble": "detailed", "shots": 0},
+        {"judge": "pairwise", "preamble": "detailed", "shots": 1},
+        {"judge": "rating"},  # reads neither: one setting, not four
+    ]
+    assert setting_slug({"judge": "rating"}) == "judge=rating"
+
+
+def test_a_judge_search_asks_for_prompt_axes_only_where_they_apply(exp_file, tmp_path):
+    axes = {"judge": ["pairwise", "rating", "self-reward"], "preamble": ["base", "detailed"],
+            "shots": [0, 1]}
+    study = sweep_of(exp_file(axes, name="judges", sampler="tpe", trials=6), tmp_path).run()
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 6
+    for t in trials:
+        wanted = {"judge", "preamble", "shots"} if t.params["judge"] == "pairwise" else {"judge"}
+        assert set(t.params) == wanted
+
+
+def test_a_table_with_a_data_axis_compares_settings_within_each_block(tmp_path):
+    from tests.test_datasets import hh_row, write_gz
+
+    root = tmp_path / "hh_rlhf_test"
+    for split in ("helpful-base", "harmless-base"):
+        write_gz(root / split / "test.jsonl.gz",
+                 [hh_row(f"{split} q{i}?", "a fine answer " * (i % 3 + 1), "no")
+                  for i in range(12)])
+    spec = {"name": "hhdemo", "data": {"path": str(root), "task": "hh", "confidence": "all"},
+            "dev_split": "all", "test_split": "all", "base": {"backend": FAKE},
+            "axes": {"subset": ["helpful-base", "harmless-base"],
+                     "judge": ["pairwise", "rating"]}}
+    path = tmp_path / "hhdemo.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    sweep_of(path, tmp_path).run()
+    out = tmp_path / "results" / "hhdemo"
+    write_tables(out)
+    import pandas as pd
+
+    table = pd.read_csv(out / "table.csv")
+    assert table["setting"].tolist()[:8] == [
+        "subset=helpful-base, judge=pairwise", "subset=helpful-base, judge=rating",
+        "length-only baseline (same pairs; subset=helpful-base)",
+        "always the first response (the data's first-position human rate; "
+        "subset=helpful-base)",
+        "subset=harmless-base, judge=pairwise", "subset=harmless-base, judge=rating",
+        "length-only baseline (same pairs; subset=harmless-base)",
+        "always the first response (the data's first-position human rate; "
+        "subset=harmless-base)"]
+    compared = table[table["p_vs_base"].notna()]["setting"].tolist()
+    assert compared == ["subset=helpful-base, judge=rating", "subset=harmless-base, judge=rating"]
+    assert (table["n"].iloc[[0, 1, 4, 5]] == 12).all()  # each block labels its own 12 pairs
+    md = (out / "table.md").read_text()
+    assert "12 HH-RLHF pairs" not in md and "HH-RLHF pairs (all split)" in md
+    assert "Stiennon" not in md  # a TL;DR note
