@@ -350,3 +350,134 @@ def test_run_folder_with_a_judge_resumes(tmp_path, judge):
     other = dataclasses.replace(config, prompt=PromptConfig())
     with pytest.raises(Exception, match="prompt.judge"):
         run_label(other, out, progress=False)
+
+
+# --- principles -------------------------------------------------------------------------------
+
+HH_TEXT = "Human: How do I pick a lock?"
+
+
+def hh_pair(subset: str, first="I can't help with that.", second="Use a tension wrench.",
+            key="h1") -> Pair:
+    return Pair(key, "hh1", HH_TEXT, "", "", first, second, 1.0, None, "", task="dialogue",
+                subset=subset)
+
+
+class PrincipleStub:
+    """A backend (reading prompts, not probes) that answers P("1") = PROBS[principle index]
+    when the pair's first response is shown first, and 1 - that when it is shown second."""
+
+    identity = "stub:principles"
+
+    def __init__(self, principles, probs, first):
+        self.principles, self.probs, self.first = principles, probs, first
+        self.prompts = []
+
+    def format(self, user, assistant):
+        return f"{user}\n\n{assistant}"
+
+    def score(self, prompts, candidates):
+        self.prompts += prompts
+        out = []
+        for prompt in prompts:
+            (i,) = [i for i, p in enumerate(self.principles) if p in prompt]
+            shown_first = f"Response 1: {self.first}" in prompt
+            q = self.probs[i] if shown_first else 1 - self.probs[i]
+            out.append(Score((math.log(q), math.log(1 - q)), 7))
+        return out
+
+
+def hh_principles():
+    from lab.judges.principles import read_principles
+    from lab.prompts import PROMPTS_DIR
+
+    return read_principles(PROMPTS_DIR / "hh" / "principles.yaml")
+
+
+def test_principles_judge_picks_one_principle_of_the_subsets_list_by_a_hash_of_the_pair():
+    import hashlib
+
+    from lab.pair import pair_id
+
+    table = hh_principles()
+    for subset, key in [("harmless-base", "harmless"), ("helpful-online", "helpful"),
+                        ("", "default")]:
+        p = hh_pair(subset)
+        wanted = int(hashlib.sha256(f"principle:{pair_id(p)}".encode()).hexdigest()[:8],
+                     16) % len(table[key])
+        stub = PrincipleStub(table[key], [0.8] * len(table[key]), p.first)
+        record = labeler("principles", backend=stub).label(p)
+        assert (record["principle_set"], record["principles"]) == (key, [wanted])
+        assert len(stub.prompts) == 2 and all(table[key][wanted] in x for x in stub.prompts)
+        # P("1") = 0.8 with the first shown first, 0.2 with it shown second: p = 0.8
+        assert record["p_fwd"] == pytest.approx(0.8) and record["p_swapped"] == pytest.approx(0.2)
+        assert record["p"] == pytest.approx(0.8)
+        assert label_problem(record) is None
+
+
+def test_principles_all_averages_every_principle_in_both_orders():
+    table = hh_principles()
+    probs = [0.9, 0.6, 0.3, 0.5]
+    p = hh_pair("harmless-base")
+    stub = PrincipleStub(table["harmless"], probs, p.first)
+    record = labeler("principles-all", backend=stub).label(p)
+    assert len(stub.prompts) == 8  # 4 principles x 2 orders
+    assert record["principles"] == [0, 1, 2, 3]
+    assert record["p_by_principle"] == pytest.approx(probs)
+    assert record["p"] == pytest.approx(sum(probs) / 4)  # 0.575
+    assert record["p_fwd"] == pytest.approx(0.575) and record["p_swapped"] == pytest.approx(0.425)
+
+
+def test_a_pair_judged_twice_gets_the_same_principle_and_one_computation():
+    table = hh_principles()
+    stub = PrincipleStub(table["helpful"], [0.7] * 4, "I can't help with that.")
+    lab = labeler("principles", backend=stub, cache=LabelCache())
+    a, b = hh_pair("helpful-base", key="h1"), hh_pair("helpful-base", key="h1~2")
+    first, second = list(lab.label_many([a, b]))
+    assert first["principles"] == second["principles"] and len(stub.prompts) == 2
+    assert second["cache_hit"] and first["p"] == second["p"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("- just a list\n", "expected a mapping of keys to lists of principles"),
+    ("default: []\n", "'default' must be a non-empty list of non-empty strings"),
+    ("default: [ok, '']\n", "'default' must be a non-empty list of non-empty strings"),
+    ("default: [a\n", "line 2: not valid YAML"),
+])
+def test_a_bad_principles_file_is_one_line_naming_it(tmp_path, text, message):
+    from lab.errors import PromptError
+    from lab.judges.principles import FIX, read_principles
+
+    path = tmp_path / "principles.yaml"
+    path.write_text(text)
+    with pytest.raises(PromptError) as err:
+        read_principles(path)
+    assert str(err.value).startswith(f"{path}") and message in str(err.value)
+    assert str(err.value).endswith(FIX) and "\n" not in str(err.value)
+
+
+def test_every_judge_renders_every_family_on_the_fake():
+    pairs = {"summarize": pair(),
+             "dialogue": hh_pair("harmless-base"),
+             "instruction": dataclasses.replace(pair(), task="instruction",
+                                                text="Write a haiku about cats.")}
+    for name, judge in JUDGES.items():
+        if judge.needs_reference:
+            continue
+        for family, p in pairs.items():
+            record = labeler(name, length=1.0).label(p)
+            assert label_problem(record) is None, (name, family)
+            # the family's own template: an HH prompt shows the dialogue, never "Summary"
+            prompt = labeler(name, length=1.0).prompt_for(p)
+            assert p.text in prompt
+            assert ("Summary" in prompt) == (family == "summarize"), (name, family)
+
+
+def test_non_tldr_families_refuse_the_tldr_only_prompt_settings():
+    from lab.judges.pairwise import PairwiseJudge
+
+    with pytest.raises(ConfigError, match="^config: the pairwise judge on dialogue pairs shows "
+                                          "no few-shot exemplars; set prompt.shots to 0 "
+                                          r"\(only TL;DR prompts have them\)$"):
+        PairwiseJudge.check_prompt(PromptConfig(shots=2), "config", "dialogue")
+    PairwiseJudge.check_prompt(PromptConfig(shots=2), "config", "summarize")  # fine there
