@@ -66,7 +66,8 @@ def _label_parser(sub) -> None:
                    help="the dataset (default: detected from --data, TL;DR first); every "
                         "dataset but tldr needs --confidence all")
     p.add_argument("--subset", help="keep this subset or its parts (hh: helpful, harmless, "
-                   "helpful-base...; llmbar: Natural, Adversarial, MT-Bench...)")
+                   "helpful-base...; llmbar: Natural, Adversarial, MT-Bench...; mtbench: turn1, "
+                   "turn2)")
     p.add_argument("--confidence", choices=["high", "all"])
     p.add_argument("--split", choices=["pool", "dev", "test", "eval", "train", "all"])
     p.add_argument("--n", type=int, help="label a seeded sample of n pairs")
@@ -147,7 +148,11 @@ def cmd_label(args: argparse.Namespace) -> int:
              + f"{c.data.confidence}-confidence {c.data.split} split")
     print(format_table(result, title))
     if result["skipped_rows"]:
-        print(f"skipped {result['skipped_rows']} malformed rows")
+        from lab.judges import judge_class
+
+        without = (f" or without the reference answer the {c.prompt.judge} judge shows"
+                   if judge_class(c.prompt.judge).needs_reference else "")
+        print(f"skipped {result['skipped_rows']} malformed rows{without}")
     print(f"wrote {args.out}/config.json, labels.jsonl, metrics.json")
     from lab.html_report import build_report
 

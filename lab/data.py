@@ -12,7 +12,12 @@ detected from the path, TL;DR first):
     or the split folders), or the hub id ``Anthropic/hh-rlhf``;
   * ``llmbar``, ``pandalm``, ``autoj``: instruction-following judge sets (LLMBar with the
     processed MT-Bench/FairEval/LLMEval² human sets, PandaLM's 3-annotator test set, Auto-J's
-    pairwise test set).
+    pairwise test set);
+  * ``mtbench``: the MT-Bench human judgments (lmsys release, two turns, ties), or the hub id
+    ``lmsys/mt_bench_human_judgments``.
+
+Reference answers (TL;DR ``ref`` summaries, MT-Bench's question file) are attached only for a
+judge that shows one (:func:`attach_references`), never at load.
 
 Then the slicing every experiment needs: the high-confidence subset the RLAIF paper used,
 a seeded sample of n, and a split by post id into exemplar pool / dev / test so that no post
@@ -40,9 +45,9 @@ HIGH_CONFIDENCE = (1, 2, 8, 9)
 SPLITS = ("pool", "dev", "test")
 ENV_VAR = "RLAIF_DATA_DIR"
 SHIPPED_PATH = "../shared/data"  # where the shipped experiments and exports point
-__all__ = ["HUB_ID", "TLDR_SUBDIR", "DataConfig", "DataError", "Pair", "content_key",
-           "exemplar_pool", "load_pairs", "pair_id", "parse_hh_row", "parse_tldr_row",
-           "in_subset", "post_key", "resolve_data_path", "select", "split_of"]
+__all__ = ["HUB_ID", "TLDR_SUBDIR", "DataConfig", "DataError", "Pair", "attach_references",
+           "content_key", "exemplar_pool", "load_pairs", "pair_id", "parse_hh_row",
+           "parse_tldr_row", "in_subset", "post_key", "resolve_data_path", "select", "split_of"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ class DataConfig:
     always listed first). Off by default: those rows are off-distribution."""
     task: str | None = None
     """The dataset's loader (:data:`lab.datasets.LOADERS`: ``tldr``, ``hh``, ``llmbar``,
-    ``pandalm``, ``autoj``); None detects it from ``path`` (TL;DR first)."""
+    ``pandalm``, ``autoj``, ``mtbench``); None detects it from ``path`` (TL;DR first)."""
     subset: str | None = None
     """Keep only this subset or its parts (``helpful`` keeps every ``helpful-*`` HH split,
     ``Adversarial`` every adversarial LLMBar set; see :func:`select`); None keeps all."""
@@ -123,8 +128,8 @@ def load_pairs(
         source: a path, or ``hub:<dataset id>``.
         skip_bad_rows: skip malformed rows and count them instead of stopping.
         include_edits: also read a TL;DR folder's ``edit_*`` files (human-edited summaries).
-        task: a loader name (``tldr``, ``hh``, ``llmbar``, ``pandalm``, ``autoj``); None
-            detects it.
+        task: a loader name (``tldr``, ``hh``, ``llmbar``, ``pandalm``, ``autoj``,
+            ``mtbench``); None detects it.
 
     Returns:
         The pairs and the number of rows skipped.
@@ -145,6 +150,24 @@ def load_pairs(
         what = "a TL;DR .json file" if loader.NAME == "tldr" else f"a {loader.NAME} file"
         raise DataError(f"{path}: no comparison rows found; point --data at {what}")
     return _number_repeats(_adopt_post_ids(pairs)), skipped
+
+
+def attach_references(source: str, pairs: list[Pair], task: str | None = None,
+                      include_edits: bool = False) -> list[Pair]:
+    """The pairs with the reference answers their data holds (``Pair.reference``), for a judge
+    that shows one (:func:`lab.datasets.attach_references`: TL;DR posts' ``ref`` summaries,
+    except in a comparison with that summary itself; MT-Bench's question file). A hub source
+    has none (the pairs come back unchanged).
+
+    Args:
+        source: where the pairs were loaded from (a path, or ``hub:<id>``).
+        pairs: those pairs (or a slice of them).
+        task: the loader's name; None detects it.
+        include_edits: TL;DR only: also read the ``edit_*`` files.
+    """
+    if source.startswith("hub:"):
+        return pairs
+    return registry.attach_references(Path(source), pairs, task, include_edits)
 
 
 def _adopt_post_ids(pairs: list[Pair]) -> list[Pair]:

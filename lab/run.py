@@ -50,11 +50,15 @@ def read_records(path: Path, cut_torn_tail: bool = False) -> list[dict]:
 
 
 def prepare(config: RunConfig) -> tuple[list[data_mod.Pair], int, list]:
-    """Load and slice the data and draw the exemplars: (pairs, skipped rows, exemplars)."""
+    """Load and slice the data and draw the exemplars: (pairs, skipped rows, exemplars).
+
+    For a judge that shows a reference answer the slice's pairs get the references their
+    data holds and those without one are skipped (counted), before the sample of ``data.n``.
+    """
     d = config.data
     source = data_mod.resolve_data_path(d.path, d.task)
     everything, skipped = data_mod.load_pairs(source, d.skip_bad_rows, d.include_edits, d.task)
-    pairs = data_mod.select(everything, d.confidence, d.split, d.n, d.seed, d.subset)
+    pairs = data_mod.select(everything, d.confidence, d.split, None, d.seed, d.subset)
     if not pairs:
         subset = f" subset={d.subset}" if d.subset else ""
         hint = ("; only TL;DR has the 9-point confidence: set data.confidence to all "
@@ -62,11 +66,14 @@ def prepare(config: RunConfig) -> tuple[list[data_mod.Pair], int, list]:
                     p.confidence for p in everything) else ""
         raise RunError(f"{source}: no pairs left after confidence={d.confidence} "
                        f"split={d.split}{subset}{hint}")
-    family = task_family(pairs, source)
     judge = judge_class(config.prompt.judge)
-    judge.check_prompt(config.prompt, "config", family)
-    if judge.needs_reference:
+    if judge.needs_reference:  # attached only here: a reference changes a pair's identity
+        pairs = data_mod.attach_references(source, pairs, d.task, d.include_edits)
         pairs, skipped = with_references(pairs, skipped, source, judge.name)
+    # the seeded sample of n last (as select draws it), so a judge that needs a reference
+    # labels n pairs that have one
+    pairs = data_mod.select(pairs, "all", "all", d.n, d.seed)
+    judge.check_prompt(config.prompt, "config", task_family(pairs, source))
     exemplars = choose_exemplars(
         data_mod.exemplar_pool(everything), config.prompt.shots, d.seed,
         config.prompt.max_exemplar_chars,
@@ -90,9 +97,9 @@ def with_references(pairs: list, skipped: int, source: str, judge: str) -> tuple
     kept = [p for p in pairs if p.reference]
     if not kept:
         raise DataError(f"{source}: no pair in this slice has a reference answer, which the "
-                        f"{judge} judge shows; use data with references (MT-Bench questions "
-                        "with reference answers, TL;DR posts with a 'ref' summary) or another "
-                        "--judge")
+                        f"{judge} judge shows; use data with references (MT-Bench judgments "
+                        "with FastChat's question.jsonl beside them, TL;DR comparisons with "
+                        "'ref' summaries) or another --judge")
     if len(kept) < len(pairs):
         print(f"{source}: {len(pairs) - len(kept)} of {len(pairs)} pairs have no reference "
               f"answer; the {judge} judge skips them (counted in skipped_rows)", file=sys.stderr)

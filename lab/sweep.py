@@ -47,6 +47,7 @@ from lab.config import ConfigError, build
 from lab.data import DataConfig
 from lab.errors import LabError, RunError
 from lab.experiment import AXES, Experiment, first_difference, run_identity, setting_slug
+from lab.judges import judge_class
 from lab.run import prepare, run_label, write_json_atomic
 
 RESULTS = Path("results")
@@ -263,7 +264,9 @@ class Sweep:
     def identity(self, setting: dict, split: str) -> dict:
         """The run identity of one setting on one split (see :func:`run_identity`)."""
         config = self.exp.run_config(setting, split)
-        memo = (config.data, config.prompt.shots, config.prompt.max_exemplar_chars)
+        # a judge that shows a reference answer gets its own slice: the pairs with one
+        memo = (config.data, config.prompt.shots, config.prompt.max_exemplar_chars,
+                judge_class(config.prompt.judge).needs_reference)
         if memo not in self._slices:
             pairs, _, exemplars = prepare(config)
             self._slices[memo] = (pairs, exemplars)

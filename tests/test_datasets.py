@@ -4,6 +4,7 @@ not move."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -14,7 +15,14 @@ import pytest
 
 from lab import datasets as registry
 from lab.cli import main
-from lab.data import DataError, load_pairs, resolve_data_path, select, split_of
+from lab.data import (
+    DataError,
+    attach_references,
+    load_pairs,
+    resolve_data_path,
+    select,
+    split_of,
+)
 from lab.datasets import hh, stats
 from lab.pair import Pair, content_key, identity_fields, post_key
 from tests.conftest import SHARED_DATA, tldr_row, write_rows
@@ -27,6 +35,11 @@ def write_gz(path: Path, rows: list) -> Path:
     with gzip.open(path, "wt", encoding="utf-8") as fh:
         fh.writelines((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows)
     return path
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_rows(path, rows)
 
 
 def write_json(path: Path, rows) -> Path:
@@ -261,11 +274,173 @@ def test_autoj_bad_row(tmp_path, row, message):
     assert str(err.value) == f"{f}:2: {message} {FIX}"
 
 
+# --------------------------------------------------------------------------- MT-Bench
+
+
+def conversation(q1: str, a1: str, q2: str, a2: str) -> list[dict]:
+    return [{"role": "user", "content": q1}, {"role": "assistant", "content": a1},
+            {"role": "user", "content": q2}, {"role": "assistant", "content": a2}]
+
+
+def mt_row(qid: int, turn: int, winner: str, judge: str) -> dict:
+    """One vote in the lmsys release's format (each model's whole two-turn conversation)."""
+    q1, q2 = f"Question {qid}?", f"Follow-up {qid}?"
+    return {"question_id": qid, "model_a": "gpt-4", "model_b": "alpaca-13b", "winner": winner,
+            "judge": judge, "turn": turn,
+            "conversation_a": conversation(q1, f"A answers {qid}.", q2, f"A again {qid}."),
+            "conversation_b": conversation(q1, f" B answers {qid}. ", q2, f"B again {qid}.")}
+
+
+MT_ROWS = [mt_row(81, 1, "model_a", "expert_0"), mt_row(81, 2, "model_b", "expert_1"),
+           mt_row(111, 1, "tie", "author_2"), mt_row(111, 2, "tie (bothbad)", "author_2")]
+QUESTIONS = [{"question_id": 81, "category": "writing", "turns": ["Question 81?", "Follow-up 81?"]},
+             {"question_id": 111, "category": "math", "turns": ["Question 111?", "Follow-up 111?"],
+              "reference": ["Ref one.", " Ref two. "]}]
+
+
+def mt_pair(f: Path, line: int, qid: int, turn: int, human: float, judge: str) -> Pair:
+    a1, b1 = f"A answers {qid}.", f"B answers {qid}."
+    if turn == 1:
+        text, first, second = f"Question {qid}?", a1, b1
+    else:
+        text = f"User: Question {qid}?"
+        first = f"{a1}\n\nUser: Follow-up {qid}?\n\nAssistant: A again {qid}."
+        second = f"{b1}\n\nUser: Follow-up {qid}?\n\nAssistant: B again {qid}."
+    key = content_key("mtbench", str(qid), turn, text, first, second, human, judge)
+    return Pair(key, f"mt{qid}-t{turn}", text, "", "", first, second, human, None, judge,
+                "instruction", f"{f}:{line}", None, f"turn{turn}")
+
+
+def test_mtbench_rows_turns_ties_and_references_only_when_asked(tmp_path):
+    f = write_jsonl(tmp_path / "mt_bench_human_judgments" / "human.jsonl", MT_ROWS)
+    write_jsonl(tmp_path / "mt_bench_human_judgments" / "question.jsonl", QUESTIONS)
+    pairs, skipped = load_pairs(str(f))
+    assert skipped == 0 and pairs == [mt_pair(f, 1, 81, 1, 1.0, "expert_0"),
+                                      mt_pair(f, 2, 81, 2, 0.0, "expert_1"),
+                                      mt_pair(f, 3, 111, 1, 0.5, "author_2"),
+                                      mt_pair(f, 4, 111, 2, 0.5, "author_2")]
+    # the question file's references: attached only when asked (a judge that shows one)
+    with_refs = attach_references(str(f), pairs)
+    assert [p.reference for p in with_refs] == [
+        None, None, "Ref one.", "Ref one.\n\nUser: Follow-up 111?\n\nAssistant: Ref two."]
+    assert with_refs[2] == dataclasses.replace(pairs[2], reference="Ref one.")
+    # the folder, named or detected (a data root reads TL;DR first), and by name from a root
+    assert load_pairs(str(f.parent))[0] == pairs
+    assert registry.detect(f).NAME == registry.detect(f.parent).NAME == "mtbench"
+    assert load_pairs(str(tmp_path), task="mtbench")[0] == pairs
+    assert attach_references(str(tmp_path), pairs, task="mtbench") == with_refs
+    assert [p.subset for p in select(pairs, "all", "all", subset="turn2")] == ["turn2"] * 2
+    # a reference that is one of the responses is not attached (it would give the pair away)
+    same = write_jsonl(tmp_path / "same" / "human.jsonl", MT_ROWS[2:3])
+    write_jsonl(tmp_path / "same" / "question.jsonl",
+                [{**QUESTIONS[1], "reference": ["A answers 111.", "x"]}])
+    assert attach_references(str(same), load_pairs(str(same))[0])[0].reference is None
+
+
+def test_mtbench_json_array_file_without_question_file(tmp_path):
+    f = write_json(tmp_path / "human_judgments.json", MT_ROWS[:2])
+    pairs, _ = load_pairs(str(f))
+    assert [(p.source, p.human) for p in pairs] == [(f"{f}[0]", 1.0), (f"{f}[1]", 0.0)]
+    assert attach_references(str(f), pairs) == pairs  # no question.jsonl: no references
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({**MT_ROWS[0], "winner": "model_c"},
+         "field 'winner' must be 'model_a', 'model_b', 'tie' or 'tie (bothbad)', found "
+         "'model_c'"),
+        ({**MT_ROWS[0], "turn": 3}, "field 'turn' must be 1 or 2, found 3"),
+        ({**MT_ROWS[1], "conversation_b": MT_ROWS[1]["conversation_b"][:3]},
+         "field 'conversation_b' has 3 messages, too few for turn 2 (a user message and an "
+         "answer per turn)"),
+        ({**MT_ROWS[0], "conversation_a": "hi"},
+         "field 'conversation_a' must be a list of {role, content} messages"),
+        ({**MT_ROWS[0], "conversation_a": list(reversed(MT_ROWS[0]["conversation_a"]))},
+         "field 'conversation_a' message 1 must be a user message and message 2 an assistant "
+         "answer, found 'assistant' and 'user'"),
+        ({**MT_ROWS[0], "conversation_b": conversation("Other?", "b", "q", "a")},
+         "fields 'conversation_a' and 'conversation_b' ask different questions"),
+        ({k: v for k, v in MT_ROWS[0].items() if k != "judge"}, "missing field 'judge'"),
+    ],
+)
+def test_mtbench_bad_row_is_one_line_naming_file_and_line(tmp_path, row, message):
+    f = write_rows(tmp_path / "human.jsonl", [MT_ROWS[0], row, MT_ROWS[2]])
+    with pytest.raises(DataError) as err:
+        load_pairs(str(f))
+    assert str(err.value) == f"{f}:2: {message} {FIX}"
+    pairs, skipped = load_pairs(str(f), skip_bad_rows=True)
+    assert ([p.source for p in pairs], skipped) == ([f"{f}:1", f"{f}:3"], 1)
+
+
+def test_mtbench_bad_question_file_is_one_line(tmp_path):
+    f = write_rows(tmp_path / "human.jsonl", MT_ROWS)
+    write_rows(tmp_path / "question.jsonl", [QUESTIONS[0], {**QUESTIONS[1], "reference": "x"}])
+    pairs, _ = load_pairs(str(f))  # loading does not read it
+    with pytest.raises(DataError) as err:
+        attach_references(str(f), pairs)
+    assert str(err.value) == (f"{tmp_path / 'question.jsonl'}:2: field 'reference' must be a "
+                              "list of strings, one answer per turn (fix the question file, or "
+                              "move it away to judge without references)")
+
+
+def test_mtbench_hub_id_and_offline_message(monkeypatch):
+    assert registry.hub_id("mtbench") == "lmsys/mt_bench_human_judgments"
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if the [hub] extra were missing
+    with pytest.raises(DataError) as err:
+        load_pairs("hub:lmsys/mt_bench_human_judgments")
+    assert str(err.value) == (
+        "loading from the hub needs `datasets`: pip install 'rlaif-lab[hub]', or pass "
+        "--data PATH / set RLAIF_DATA_DIR to a local copy (mt_bench_human_judgments/)")
+
+
+# --------------------------------------------------------------------------- TL;DR references
+
+
+def tldr_with(post: int, policies: tuple[str, str], texts: tuple[str, str]) -> dict:
+    row = tldr_row(post)
+    row["summaries"] = [{"text": f" {t}", "policy": p, "note": None}
+                        for p, t in zip(policies, texts)]
+    return row
+
+
+def test_tldr_references_attach_only_when_asked_and_never_to_the_ref_summary(tmp_path):
+    rows = [tldr_with(1, ("a", "b"), ("a says", "b says")),       # gets post 1's reference
+            tldr_with(1, ("ref", "a"), ("The reference.", "a says")),  # holds it: none
+            tldr_with(1, ("b", "ref"), ("b says", "The reference.")),  # holds it: none
+            tldr_with(2, ("a", "b"), ("a two", "b two"))]        # post 2 has no reference
+    f = write_rows(tmp_path / "c.json", rows)
+    pairs, _ = load_pairs(str(f))
+    assert all(p.reference is None for p in pairs)  # loading never attaches them
+    got = attach_references(str(f), pairs)
+    assert [p.reference for p in got] == ["The reference.", None, None, None]
+    assert got[0] == dataclasses.replace(pairs[0], reference="The reference.")
+    assert got[1:] == pairs[1:]
+    # from a folder too, and the hub (no references known there) leaves pairs as they are
+    assert attach_references(str(tmp_path), pairs) == got
+    assert attach_references("hub:openai/summarize_from_feedback", pairs) == pairs
+    # loaders without references leave pairs as they are
+    hh_file = write_gz(tmp_path / "hh" / "test.jsonl.gz", [hh_row("q", "a", "b")])
+    hh_pairs = load_pairs(str(hh_file))[0]
+    assert attach_references(str(hh_file), hh_pairs) == hh_pairs
+
+
+def test_real_tldr_and_cnndm_references():
+    root = real("summarize_from_feedback_comparisons")
+    pairs, _ = load_pairs(str(root.parent))
+    assert attach_references(str(root.parent), pairs) == pairs  # batch13 has no 'ref' summary
+    cnndm = str(root / "batch0_cnndm.json")
+    pairs, _ = load_pairs(cnndm, skip_bad_rows=True)
+    got = attach_references(cnndm, pairs)
+    assert sum(p.reference is not None for p in got) == 208
+    assert len({p.post_id for p in got if p.reference}) == 45
+
+
 # --------------------------------------------------------------------------- registry
 
 
 def data_root(tmp_path: Path) -> Path:
-    """A data root holding all five datasets (one or two rows each)."""
+    """A data root holding all six datasets (a few rows each)."""
     root = tmp_path / "data"
     write_rows((root / "summarize_from_feedback_comparisons").mkdir(parents=True)
                or root / "summarize_from_feedback_comparisons" / "batch1.json", [tldr_row(1)])
@@ -276,6 +451,7 @@ def data_root(tmp_path: Path) -> Path:
                [panda_row(i, (1, 1, 1)) for i in range(3)])
     (root / "autoj_pairwise_test").mkdir()
     write_rows(root / "autoj_pairwise_test" / "testdata_pairwise.jsonl", [autoj_row(0)] * 4)
+    write_jsonl(root / "mt_bench_human_judgments" / "human.jsonl", MT_ROWS)
     return root
 
 
@@ -284,16 +460,17 @@ def test_a_data_root_reads_tldr_unless_a_task_is_named(tmp_path):
     pairs, _ = load_pairs(str(root))
     assert [p.task for p in pairs] == ["summarize"] and pairs[0].post_id == "t3_post1"
     counts = {t: len(load_pairs(str(root), task=t)[0]) for t in registry.LOADERS}
-    assert counts == {"tldr": 1, "hh": 1, "llmbar": 2, "pandalm": 3, "autoj": 4}
+    assert counts == {"tldr": 1, "hh": 1, "llmbar": 2, "pandalm": 3, "autoj": 4, "mtbench": 4}
     # each dataset's own folder is detected
     for task, folder in [("hh", "hh_rlhf_test"), ("llmbar", "llmbar"),
-                         ("pandalm", "pandalm_testset"), ("autoj", "autoj_pairwise_test")]:
+                         ("pandalm", "pandalm_testset"), ("autoj", "autoj_pairwise_test"),
+                         ("mtbench", "mt_bench_human_judgments")]:
         assert registry.detect(root / folder).NAME == task
     assert load_pairs(str(root / "autoj_pairwise_test"))[0][3].key.endswith("~4")  # repeats
     with pytest.raises(DataError) as err:
-        load_pairs(str(root), task="mtbench")
-    assert str(err.value) == ("unknown dataset task 'mtbench'; use one of tldr, hh, llmbar, "
-                              "pandalm, autoj")
+        load_pairs(str(root), task="mt-bench")
+    assert str(err.value) == ("unknown dataset task 'mt-bench'; use one of tldr, hh, llmbar, "
+                              "pandalm, autoj, mtbench")
     with pytest.raises(DataError, match="include_edits reads TL;DR edit_\\* files; hh has none"):
         load_pairs(str(root), task="hh", include_edits=True)
 

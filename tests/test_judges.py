@@ -14,7 +14,7 @@ from lab.backends import BackendConfig, Score
 from lab.backends.fake import FakeBackend
 from lab.cache import LabelCache
 from lab.config import ConfigError, RunConfig
-from lab.data import DataConfig, Pair
+from lab.data import DataConfig, DataError, Pair, load_pairs
 from lab.experiment import Experiment
 from lab.judges import JUDGES, judge_class
 from lab.judges.pairwise_tie import conservative_verdict, order_verdict
@@ -68,10 +68,10 @@ NEG = -math.inf
 
 def test_registry_names_every_judge():
     assert list(JUDGES) == ["pairwise", "rating", "pairwise-tie", "self-reward", "principles",
-                            "principles-all"]
+                            "principles-all", "reference"]
     with pytest.raises(ConfigError, match="^unknown judge 'nope'; known: pairwise, rating, "
                                           "pairwise-tie, self-reward, principles, "
-                                          "principles-all$"):
+                                          "principles-all, reference$"):
         judge_class("nope")
 
 
@@ -79,8 +79,8 @@ def test_unknown_judge_in_a_config_is_one_line_listing_the_known_ones():
     with pytest.raises(ConfigError) as err:
         RunConfig.from_dict({"prompt": {"judge": "nope"}}, "c.yaml")
     assert str(err.value) == ("c.yaml: prompt.judge: expected 'pairwise', 'rating', "
-                              "'pairwise-tie', 'self-reward', 'principles' or "
-                              "'principles-all', found 'nope'")
+                              "'pairwise-tie', 'self-reward', 'principles', "
+                              "'principles-all' or 'reference', found 'nope'")
 
 
 @pytest.mark.parametrize("prompt,message", [
@@ -481,3 +481,110 @@ def test_non_tldr_families_refuse_the_tldr_only_prompt_settings():
                                           r"\(only TL;DR prompts have them\)$"):
         PairwiseJudge.check_prompt(PromptConfig(shots=2), "config", "dialogue")
     PairwiseJudge.check_prompt(PromptConfig(shots=2), "config", "summarize")  # fine there
+
+
+# --- reference ------------------------------------------------------------------------------
+
+REF = "The cat ate the homework, and the teacher doubted it."
+
+
+def with_ref(task="summarize", **kw) -> Pair:
+    return dataclasses.replace(pair(**kw), task=task, reference=REF)
+
+
+@pytest.mark.parametrize("task,shown,ending", [
+    ("summarize", f"Text - {TEXT}\nReference summary - {REF}\nSummary 1 - {B}\n"
+                  f"Summary 2 - {A}\n", "\n\nPreferred Summary="),
+    ("dialogue", f"Conversation:\n{TEXT}\n\nReference reply: {REF}\n\nResponse 1: {B}\n\n"
+                 f"Response 2: {A}\n", "\n\nPreferred Response="),
+    ("instruction", f"Instruction:\n{TEXT}\n\nReference answer: {REF}\n\nOutput 1: {B}\n\n"
+                    f"Output 2: {A}\n", "\n\nPreferred Output="),
+])
+def test_reference_prompts_show_the_reference_and_both_responses(task, shown, ending):
+    judge = labeler("reference").judge
+    swapped = judge.prompt_for(with_ref(task), swapped=True)
+    assert shown in swapped and swapped.endswith(ending)
+    forward = judge.prompt_for(with_ref(task))
+    assert forward.index(A) < forward.index(B) and REF in forward
+    (unit,) = judge.units(with_ref(task))
+    assert unit.heads == (forward, swapped)
+    assert [p.responses for p in unit.probes] == [(A, B), (B, A)]
+
+
+def test_reference_p_is_both_orders_of_1_and_2_on_hand_set_and_fake_scores():
+    probs = {(A, B): (0.8, 0.2), (B, A): (0.3, 0.7)}
+    stub = Stub(lambda probe: [math.log(q) for q in probs[probe.responses]])
+    r = labeler("reference", stub).label(with_ref())
+    assert stub.asked == [["1", "2"]]
+    assert (r["p_fwd"], r["p_swapped"]) == pytest.approx((0.8, 0.3), rel=1e-12)
+    assert r["p"] == pytest.approx((0.8 + 1 - 0.3) / 2, rel=1e-12)
+    assert label_problem(r) is None and r["rationales"] == {}
+    # the fake, length 1: logit log(3 / 6) forward, log(6 / 3) swapped -> P('1') 1/3, 2/3
+    r = labeler("reference", length=1.0).label(with_ref())
+    assert (r["p_fwd"], r["p_swapped"]) == pytest.approx((1 / 3, 2 / 3), rel=1e-12)
+    assert r["p"] == pytest.approx(1 / 3, rel=1e-12)
+    # a purely position-biased fake: exactly 0.5
+    assert labeler("reference", position=3.0).label(with_ref())["p"] == 0.5
+
+
+def test_reference_cache_key_has_the_judge_prompts_and_reference():
+    keys = {labeler("reference", length=1.0).judge.units(with_ref())[0].key,
+            labeler("reference", length=1.0).judge.units(
+                dataclasses.replace(with_ref(), reference="Another reference."))[0].key,
+            labeler("reference", length=2.0).judge.units(with_ref())[0].key,
+            labeler("pairwise", length=1.0).judge.units(with_ref())[0].key}
+    assert len(keys) == 4
+
+
+def test_reference_judge_refuses_a_pair_without_reference():
+    with pytest.raises(DataError) as err:
+        labeler("reference").judge.units(pair())
+    assert str(err.value) == ("the pair at k1 has no reference answer, which the reference "
+                              "judge shows; label pairs with references (rlaif label keeps only "
+                              "those) or use another --judge")
+
+
+def ref_row(i: int, post: int, policies=("a", "b"), texts=None) -> dict:
+    """A TL;DR row of post ``post`` whose summaries have these policies (and texts)."""
+    row = tldr_row(post)
+    texts = texts or [f"summary {i} by {p}" for p in policies]
+    row["summaries"] = [{"text": f" {t}", "policy": p, "note": None}
+                        for p, t in zip(policies, texts)]
+    return row
+
+
+def test_reference_run_skips_and_counts_pairs_without_reference(tmp_path, capsys):
+    rows = [ref_row(0, 1, ("ref", "a"), ["the post's reference summary", "a's summary"]),
+            ref_row(1, 1, ("a", "b")),        # post 1 has a reference: labeled with it
+            ref_row(2, 2, ("a", "b"))]        # post 2 has none
+    data = write_rows(tmp_path / "c.json", rows)
+    config = RunConfig(data=DataConfig(path=str(data), confidence="all", split="all"),
+                       prompt=PromptConfig(judge="reference"),
+                       backend=BackendConfig(backend="fake", fake={"length": 1.0}))
+    m = run_label(config, tmp_path / "run", progress=False)
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"{data}: 2 of 3 pairs have no reference answer; the reference judge skips them "
+        "(counted in skipped_rows)")
+    (record,) = read_records(tmp_path / "run" / "labels.jsonl")
+    assert record["key"] == load_pairs(str(data))[0][1].key and m["skipped_rows"] == 2
+    # "summary 1 by a" vs "summary 1 by b": equal lengths -> p = 0.5 on the length fake
+    assert (record["p_fwd"], record["p_swapped"], record["p"]) == (0.5, 0.5, 0.5)
+    # the sample of n is drawn from the pairs with a reference
+    for seed in range(4):
+        sampled = dataclasses.replace(config, data=dataclasses.replace(config.data, n=1,
+                                                                       seed=seed))
+        assert run_label(sampled, tmp_path / f"n{seed}", progress=False)["skipped_rows"] == 2
+
+
+def test_reference_run_on_a_slice_without_any_reference_is_one_line(tmp_path):
+    data = write_rows(tmp_path / "c.json", [ref_row(0, 1), ref_row(1, 2)])
+    config = RunConfig(data=DataConfig(path=str(data), confidence="all", split="all"),
+                       prompt=PromptConfig(judge="reference"),
+                       backend=BackendConfig(backend="fake"))
+    with pytest.raises(DataError) as err:
+        run_label(config, tmp_path / "run", progress=False)
+    assert str(err.value) == (
+        f"{data}: no pair in this slice has a reference answer, which the reference judge "
+        "shows; use data with references (MT-Bench judgments with FastChat's question.jsonl "
+        "beside them, TL;DR comparisons with 'ref' summaries) or another --judge")
+    assert not (tmp_path / "run").exists()

@@ -257,6 +257,21 @@ def test_every_judge_says_how_it_aggregates_and_old_exports_still_load():
         assert RunConfig.load(path).prompt.judge == "pairwise"
 
 
+def test_a_judge_that_shows_a_reference_gets_its_own_slice_in_a_sweep(tmp_path):
+    rows = [tldr_row(i, confidence=1) for i in range(4)]
+    ref = tldr_row(0, confidence=1)  # post 0's reference summary against its summary "a"
+    ref["summaries"][1] = {"text": " the reference summary", "policy": "ref", "note": None}
+    data = write_rows(tmp_path / "c.json", [*rows, ref])
+    spec = {"name": "refs", "data": {"path": str(data)}, "dev_split": "all",
+            "test_split": "all", "base": {"backend": FAKE},
+            "axes": {"judge": ["pairwise", "reference"]}}
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(spec))
+    sweep = sweep_of(tmp_path / "e.yaml", tmp_path)
+    sweep.identity({"judge": "pairwise"}, "all")  # memoises the 5 pairs without references
+    sweep.identity({"judge": "reference"}, "all")
+    assert sorted(len(pairs) for pairs, _ in sweep._slices.values()) == [1, 5]
+
+
 def test_bad_experiment_files(tmp_path, exp_file):
     path = exp_file({"preamble": ["base"]})
     spec = yaml.safe_load(path.read_text())

@@ -3,7 +3,9 @@
 Each loader module has ``NAME``, ``TASK`` (the pairs' ``task``), ``FOLDER`` (its folder in a
 data root such as ``../shared/data``), ``HUB_ID`` (or None), ``detect(path) -> bool`` and
 ``load(path, skip_bad_rows) -> (pairs, skipped)``; those with a hub copy also have
-``load_hub(dataset_id)``. Adding a dataset is one new module plus one line in :data:`LOADERS`.
+``load_hub(dataset_id)``, and those whose data can hold reference answers
+``with_references(pairs, path) -> pairs`` (see :func:`attach_references`). Adding a dataset is
+one new module plus one line in :data:`LOADERS`.
 
 Detection follows the order of :data:`LOADERS`: TL;DR first, so a data root holding several
 datasets reads TL;DR unless a task is named.
@@ -14,12 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from lab.datasets import autoj, hh, llmbar, pandalm, tldr
+from lab.datasets import autoj, hh, llmbar, mtbench, pandalm, tldr
 from lab.errors import DataError
 from lab.pair import Pair
 
-LOADERS: dict[str, ModuleType] = {m.NAME: m for m in (tldr, hh, llmbar, pandalm, autoj)}
-"""Loaders by name, in detection order (the first is the default)."""
+LOADERS: dict[str, ModuleType] = {m.NAME: m for m in (tldr, hh, llmbar, pandalm, autoj,
+                                                      mtbench)}
+"""Loaders by name, in detection order (the first is the default; a new loader goes last, so
+that what an existing path is detected as does not change)."""
 DEFAULT = "tldr"
 
 
@@ -70,6 +74,28 @@ def load(path: Path, task: str | None = None, skip_bad_rows: bool = False,
     else:
         pairs, skipped = loader.load(where, skip_bad_rows)
     return loader, pairs, skipped
+
+
+def attach_references(path: Path, pairs: list[Pair], task: str | None = None,
+                      include_edits: bool = False) -> list[Pair]:
+    """The pairs loaded from ``path`` with the reference answers their data has (the
+    loader's ``with_references``: TL;DR's ``ref`` summaries, MT-Bench's question file);
+    unchanged where the loader knows none. Called only for a judge that shows a reference:
+    ``Pair.reference`` enters a pair's identity when set, so loading never attaches them.
+
+    Args:
+        path: what the pairs were loaded from (as for :func:`load`).
+        pairs: those pairs (or a slice of them).
+        task: the loader's name; None detects it as :func:`load` does.
+        include_edits: TL;DR only: also read the ``edit_*`` files' reference summaries.
+    """
+    loader = get(task) if task else detect(path)
+    if not hasattr(loader, "with_references"):
+        return pairs
+    where = locate(loader, path)
+    if loader is tldr:
+        return tldr.with_references(pairs, where, include_edits)
+    return loader.with_references(pairs, where)
 
 
 def hub_id(task: str | None) -> str:

@@ -8,9 +8,10 @@ the hub fallback through the ``[hub]`` extra.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lab.errors import DataError
@@ -79,12 +80,48 @@ def read_files(files: list[Path], parse: Parse,
     return pairs, skipped
 
 
+def raw_rows(file: Path) -> Iterator[dict]:
+    """The JSON-object rows of a JSON-lines or JSON-array file, leniently: rows that cannot
+    be read are passed over. For side data read beside pairs that were already loaded (and
+    whose bad rows were reported or counted then), such as reference answers."""
+    try:
+        if _is_array(file):
+            with _open(file) as fh:
+                rows = json.loads(fh.read())
+            yield from (r for r in (rows if isinstance(rows, list) else []) if isinstance(r, dict))
+            return
+        with _open(file) as fh:
+            lines = fh.readlines()
+    except (OSError, ValueError, EOFError):
+        return
+    for raw in lines:
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            yield row
+
+
+def with_reference(pair: Pair, reference: str | None) -> Pair:
+    """The pair with this reference answer, unless it has none (None or blank) or one of the
+    pair's own responses is that text (stripped): a reference equal to a response would give
+    the comparison away, so that pair keeps ``reference`` None."""
+    if reference is None or not reference.strip():
+        return pair
+    ref = reference.strip()
+    if ref in (pair.first.strip(), pair.second.strip()):
+        return pair
+    return dataclasses.replace(pair, reference=ref)
+
+
 def instruction_pair(key: str, post_id: str, text: str, first: str, second: str,
                      human: float, task: str, source: str, subset: str,
-                     votes: tuple[float, ...] = ()) -> Pair:
-    """A :class:`Pair` of an instruction dataset (no title, subreddit, confidence, worker)."""
+                     votes: tuple[float, ...] = (), worker: str = "") -> Pair:
+    """A :class:`Pair` of an instruction dataset (no title, subreddit, confidence; a worker
+    only where the data names its annotator)."""
     return Pair(key=key, post_id=post_id, text=text, title="", subreddit="", first=first,
-                second=second, human=human, confidence=None, worker="", task=task,
+                second=second, human=human, confidence=None, worker=worker, task=task,
                 source=source, subset=subset, votes=votes)
 
 

@@ -4,6 +4,13 @@ JSON-lines rows with ``info`` (post, title, subreddit, id), two ``summaries``, t
 ``choice`` (0/1), the 9-point ``extra.confidence`` and a ``worker`` id; also the CNN/DM rows
 of the same release (``info.article``). Reads a file, a folder of such files, or the hub id
 ``openai/summarize_from_feedback`` (config ``comparisons``, validation split).
+
+Reference summaries: some batches of the release compare a policy's summary with the human
+reference summary of the post (``policy`` ``ref``; the CNN/DM batch 0 does, batch 13 does
+not). :func:`references` collects them and :func:`with_references` attaches them to pairs, only
+for a judge that shows a reference (``run.prepare``), never at load: ``Pair.reference`` enters
+a pair's identity when set, so attaching it at load would change the identity of every
+existing run on such data.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ from lab.datasets.rows import (
     field,
     first_row,
     hub_rows,
+    raw_rows,
     read_files,
+    with_reference,
 )
 from lab.errors import DataError
 from lab.pair import Pair, content_key, post_key
@@ -25,6 +34,8 @@ TASK = "summarize"
 FOLDER = "summarize_from_feedback_comparisons"
 HUB_ID = "openai/summarize_from_feedback"
 PATTERNS = ("*.json", "*.jsonl", "*.jsonl.gz")
+REF_POLICY = "ref"
+"""The ``policy`` of the human-written reference summary of a post."""
 
 
 def files(folder: Path, include_edits: bool = False) -> list[Path]:
@@ -67,6 +78,41 @@ def load(path: Path, skip_bad_rows: bool = False,
     if not found:
         raise DataError(f"{path}: no *.json/*.jsonl files; pass --data with a comparisons file")
     return read_files(found, parse_row, skip_bad_rows)
+
+
+def references(path: Path, include_edits: bool = False) -> dict[str, str]:
+    """The human reference summaries (``policy`` ``ref``) of the posts at ``path``, by
+    :func:`lab.pair.post_key` of the post's text (so a row without a post id still finds its
+    post); the first one in file order where a post has several. Reads the files :func:`load`
+    reads; rows it cannot read are passed over (:func:`load` reports or counts them)."""
+    found = [path] if path.is_file() else files(path, include_edits)
+    refs: dict[str, str] = {}
+    for file in found:
+        for row in raw_rows(file):
+            info, summaries = row.get("info"), row.get("summaries")
+            if not isinstance(info, dict) or not isinstance(summaries, list):
+                continue
+            text = info.get("post") if info.get("post") is not None else info.get("article")
+            if not isinstance(text, str):
+                continue
+            for s in summaries:
+                if isinstance(s, dict) and s.get("policy") == REF_POLICY \
+                        and isinstance(s.get("text"), str) and s["text"].strip():
+                    refs.setdefault(post_key(text.strip()), s["text"].strip())
+    return refs
+
+
+def with_references(pairs: list[Pair], path: Path, include_edits: bool = False) -> list[Pair]:
+    """The pairs, each with its post's reference summary (:func:`references`) as
+    ``reference``, except where one of its two summaries *is* the reference summary (a
+    comparison with ``ref`` itself, which the reference would give away): those, and pairs of
+    posts without one, keep ``reference`` None.
+
+    Only for a judge that shows a reference: see the module docstring for why loading never
+    attaches them.
+    """
+    refs = references(path, include_edits)
+    return [with_reference(p, refs.get(post_key(p.text))) for p in pairs]
 
 
 def load_hub(dataset_id: str) -> list[Pair]:

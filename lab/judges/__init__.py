@@ -15,12 +15,13 @@ from lab.judges.pairwise import PairwiseJudge
 from lab.judges.pairwise_tie import PairwiseTieJudge
 from lab.judges.principles import PrinciplesAllJudge, PrinciplesJudge
 from lab.judges.rating import RatingJudge
+from lab.judges.reference import ReferenceJudge
 from lab.judges.self_reward import SelfRewardJudge
 
 JUDGES: dict[str, type[Judge]] = {
     judge.name: judge
     for judge in (PairwiseJudge, RatingJudge, PairwiseTieJudge, SelfRewardJudge,
-                  PrinciplesJudge, PrinciplesAllJudge)
+                  PrinciplesJudge, PrinciplesAllJudge, ReferenceJudge)
 }
 """Every judge by name (the first is the default)."""
 

@@ -318,7 +318,7 @@ CASES = [
          "{tmp}/c.yaml: data.confidence: expected 'high' or 'all', found 'medium'"),
     Case("cfg-unknown-judge", None, LABEL + " --judge nope", 2,
          "command line: prompt.judge: expected 'pairwise', 'rating', 'pairwise-tie', "
-         "'self-reward', 'principles' or 'principles-all', found 'nope'"),
+         "'self-reward', 'principles', 'principles-all' or 'reference', found 'nope'"),
     Case("cfg-judge-without-cot", None, LABEL + " --judge rating --cot", 2,
          "command line: the rating judge has no chain-of-thought ending; drop prompt.cot "
          "(--no-cot) or use --judge pairwise"),
