@@ -10,7 +10,7 @@ of the model's vocabulary and stay so after the prompt's last characters, every 
 ends with the model's chat template's assistant turn and the family's answer start, the label
 passes :func:`lab.judges.base.label_problem` with p strictly inside (0, 1) and off 0.5, the
 token counts are the prompts', and a rating judge's ratings lie on its scale with
-p(a, b) == 1 - p(b, a) exactly. Speed is not checked here: ``experiments/bench_judges.py``
+p(a, b) == 1 - p(b, a) exactly. Speed is not checked here: ``bench/judges.py``
 measures seconds and tokens per pair for each judge in one run.
 """
 

@@ -1,8 +1,8 @@
 """Benchmark: what each judge costs per pair, measured in one run on one machine.
 
-    python experiments/bench_judges.py                              # qwen2.5-coder-0.5b, 20 pairs
-    python experiments/bench_judges.py --model smollm2-135m --n 3    # a quick check
-    python experiments/bench_judges.py --task hh --judges pairwise,rating --out bench.json
+    python bench/judges.py                              # qwen2.5-coder-0.5b, 20 pairs
+    python bench/judges.py --model smollm2-135m --n 3    # a quick check
+    python bench/judges.py --task hh --judges pairwise,rating --out bench.json
 
 What it is for: choosing a judge is choosing a cost as well as an alignment. The judges read
 different prompts (both orders of a pair, one response at a time, every principle in both
