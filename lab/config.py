@@ -53,7 +53,7 @@ LIMITS = {
 }
 
 LATER_DEFAULTS = {("prompt", "judge"): "pairwise", ("data", "task"): None,
-                  ("data", "subset"): None}
+                  ("data", "subset"): None, ("data", "with_reference"): False}
 """Settings added after run identities were first written: left out of
 :meth:`RunConfig.identity_dict` and :meth:`RunConfig.to_dict` while they hold these defaults,
 so that every run folder and sweep trial labeled before them keeps its identity."""

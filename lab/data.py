@@ -72,6 +72,9 @@ class DataConfig:
     task: str | None = None
     """The dataset's loader (:data:`lab.datasets.LOADERS`: ``tldr``, ``hh``, ``llmbar``,
     ``pandalm``, ``autoj``, ``mtbench``); None detects it from ``path`` (TL;DR first)."""
+    with_reference: bool = False
+    """Keep only the pairs that have a reference answer (attached as for the ``reference``
+    judge), so that any judge can be compared with it on the same pairs."""
     subset: str | None = None
     """Keep only this subset or its parts (``helpful`` keeps every ``helpful-*`` HH split,
     ``Adversarial`` every adversarial LLMBar set; see :func:`select`); None keeps all."""

@@ -67,9 +67,12 @@ def prepare(config: RunConfig) -> tuple[list[data_mod.Pair], int, list]:
         raise RunError(f"{source}: no pairs left after confidence={d.confidence} "
                        f"split={d.split}{subset}{hint}")
     judge = judge_class(config.prompt.judge)
-    if judge.needs_reference:  # attached only here: a reference changes a pair's identity
+    if judge.needs_reference or d.with_reference:
+        # attached only here: a reference changes a pair's identity
         pairs = data_mod.attach_references(source, pairs, d.task, d.include_edits)
-        pairs, skipped = with_references(pairs, skipped, source, judge.name)
+        pairs, skipped = with_references(
+            pairs, skipped, source,
+            f"the {judge.name} judge" if judge.needs_reference else "data.with_reference")
     # the seeded sample of n last (as select draws it), so a judge that needs a reference
     # labels n pairs that have one
     pairs = data_mod.select(pairs, "all", "all", d.n, d.seed)
@@ -91,18 +94,18 @@ def task_family(pairs: list, source: str) -> str:
     return families[0]
 
 
-def with_references(pairs: list, skipped: int, source: str, judge: str) -> tuple[list, int]:
+def with_references(pairs: list, skipped: int, source: str, wanted: str) -> tuple[list, int]:
     """The pairs that have a reference answer, for a judge that shows one; those without one
     are skipped and counted (none with one is a one-line error)."""
     kept = [p for p in pairs if p.reference]
     if not kept:
-        raise DataError(f"{source}: no pair in this slice has a reference answer, which the "
-                        f"{judge} judge shows; use data with references (MT-Bench judgments "
+        raise DataError(f"{source}: no pair in this slice has a reference answer, which "
+                        f"{wanted} asks for; use data with references (MT-Bench judgments "
                         "with FastChat's question.jsonl beside them, TL;DR comparisons with "
                         "'ref' summaries) or another --judge")
     if len(kept) < len(pairs):
         print(f"{source}: {len(pairs) - len(kept)} of {len(pairs)} pairs have no reference "
-              f"answer; the {judge} judge skips them (counted in skipped_rows)", file=sys.stderr)
+              f"answer; {wanted} skips them (counted in skipped_rows)", file=sys.stderr)
     return kept, skipped + len(pairs) - len(kept)
 
 

@@ -585,6 +585,23 @@ def test_reference_run_on_a_slice_without_any_reference_is_one_line(tmp_path):
         run_label(config, tmp_path / "run", progress=False)
     assert str(err.value) == (
         f"{data}: no pair in this slice has a reference answer, which the reference judge "
-        "shows; use data with references (MT-Bench judgments with FastChat's question.jsonl "
+        "asks for; use data with references (MT-Bench judgments with FastChat's question.jsonl "
         "beside them, TL;DR comparisons with 'ref' summaries) or another --judge")
     assert not (tmp_path / "run").exists()
+
+
+def test_with_reference_compares_any_judge_on_the_pairs_that_have_one(tmp_path, capsys):
+    rows = [ref_row(0, 1, ("ref", "a"), ["the post's reference summary", "a's summary"]),
+            ref_row(1, 1, ("a", "b")), ref_row(2, 2, ("a", "b"))]
+    data = write_rows(tmp_path / "c.json", rows)
+    config = RunConfig(data=DataConfig(path=str(data), confidence="all", split="all",
+                                       with_reference=True),
+                       backend=BackendConfig(backend="fake", fake={"length": 1.0}))
+    m = run_label(config, tmp_path / "run", progress=False)
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"{data}: 2 of 3 pairs have no reference answer; data.with_reference skips them "
+        "(counted in skipped_rows)")
+    (record,) = read_records(tmp_path / "run" / "labels.jsonl")
+    assert record["key"] == load_pairs(str(data))[0][1].key and m["skipped_rows"] == 2
+    # a pairwise run without the flag keeps its identity (the flag is a later default)
+    assert "with_reference" not in RunConfig().identity_dict()["data"]
