@@ -172,15 +172,16 @@ def load_texts(runs: list[Run], data: str | None) -> dict[str, data_mod.Pair]:
     sources = []
     for run in runs:
         config = json.loads((run.folder / "config.json").read_text())
-        source = (data_mod.resolve_data_path(data or config["data"]["path"]),
-                  bool(config["data"].get("include_edits", False)))
+        task = config["data"].get("task")
+        source = (data_mod.resolve_data_path(data or config["data"]["path"], task),
+                  bool(config["data"].get("include_edits", False)), task)
         if source not in sources:
             sources.append(source)
     pairs: dict[str, data_mod.Pair] = {}
-    for source, include_edits in sources:
+    for source, include_edits, task in sources:
         try:
             loaded, _ = data_mod.load_pairs(source, skip_bad_rows=True,
-                                            include_edits=include_edits)
+                                            include_edits=include_edits, task=task)
         except DataError as err:
             raise DataError(f"{err} (the report reads the posts from the data the run "
                             "labeled; pass --data PATH)") from None

@@ -43,27 +43,36 @@ def _yerr(trials) -> np.ndarray:
     return np.vstack([a - lo, hi - a])
 
 
-def _references(ax, trials, horizontal: bool = True, ceiling: dict | None = None) -> None:
-    """Length-only baseline, chance, and the human-human agreement measured on this data's
-    pairs judged by more than one worker (:func:`lab.report.human_ceiling`; left out when
-    there is none: Stiennon et al.'s 73-77% covers all confidence levels, not this subset)."""
-    base = trials[0].user_attrs["length_baseline"]
+def _references(ax, trials, horizontal: bool = True, ceiling: dict | None = None,
+                baseline: bool = True) -> None:
+    """Length-only baseline (unless ``baseline`` is False: the caller marks one per row),
+    chance, and the human-human agreement measured on this data's pairs judged by more than
+    one worker (:func:`lab.report.human_ceiling`; left out when there is none: Stiennon et
+    al.'s 73-77% covers all confidence levels, not this subset)."""
     span = ax.axvspan if not horizontal else ax.axhspan
     line = ax.axvline if not horizontal else ax.axhline
     if ceiling and ceiling.get("n"):
         span(*ceiling["ci"], color="tab:green", alpha=0.15,
              label=f"human-human agreement, 95% CI ({ceiling['n']} repeated pairs)")
-    line(base, color="tab:red", ls="--", label=f"length-only baseline ({base:.3f})")
+    if baseline:
+        base = trials[0].user_attrs["length_baseline"]
+        line(base, color="tab:red", ls="--", label=f"length-only baseline ({base:.3f})")
     line(0.5, color="grey", ls=":", label="chance")
 
 
-def plot_by_setting(trials, title: str, path: Path, ceiling: dict | None = None) -> None:
+def plot_by_setting(trials, title: str, path: Path, ceiling: dict | None = None,
+                    per_row_baseline: bool = False) -> None:
+    """Alignment with its CI per setting; the length-only baseline as a line, or (settings on
+    different data: ``per_row_baseline``) as a mark on each row, on that row's pairs."""
     labels = [", ".join(f"{k}={v}" for k, v in t.params.items()) for t in trials]
     y = np.arange(len(trials))
     fig, ax = plt.subplots(figsize=(8.5, 2.2 + 0.45 * len(trials)))
     ax.errorbar([t.user_attrs["alignment"] for t in trials], y, xerr=_yerr(trials), fmt="o",
                 color="tab:blue", capsize=3, label="AI labeler (95% CI)")
-    _references(ax, trials, horizontal=False, ceiling=ceiling)
+    if per_row_baseline:
+        ax.scatter([t.user_attrs["length_baseline"] for t in trials], y, marker="|", s=300,
+                   color="tab:red", label="length-only baseline (the row's pairs)")
+    _references(ax, trials, horizontal=False, ceiling=ceiling, baseline=not per_row_baseline)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_xlabel("alignment with human preference (share of pairs)")
@@ -212,9 +221,17 @@ def write_plots(folder: str | Path) -> list[Path]:
     trials = ordered_trials(exp, study)
     if not trials:
         raise RunError(f"{folder}: the study has no complete trial")
-    subset = f"{exp.data.confidence}-confidence TL;DR, {exp.dev_split} split"
-    n = trials[0].user_attrs["n"]
-    ceiling = human_ceiling(exp.data)
+    from lab.experiment import DATA_AXES
+    from lab.report import DATASET_NAMES
+
+    blocks = any(a in DATA_AXES for a in exp.axes)
+    tasks = exp.axes.get("task") or [exp.data.task or "tldr"]
+    what = " / ".join(DATASET_NAMES.get(t, t) for t in tasks)
+    subset = f"{exp.data.confidence}-confidence {what}, {exp.dev_split} split"
+    ns = sorted({t.user_attrs["n"] for t in trials})
+    n = ns[0] if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+    # the human ceiling of the whole data, not of each block's
+    ceiling = None if blocks else human_ceiling(exp.data)
     written = []
 
     def out(name: str) -> Path:
@@ -222,7 +239,7 @@ def write_plots(folder: str | Path) -> list[Path]:
         return folder / name
 
     plot_by_setting(trials, f"{exp.name}: alignment per setting\n({subset}, n={n} pairs)",
-                    out("alignment_by_setting.png"), ceiling)
+                    out("alignment_by_setting.png"), ceiling, per_row_baseline=blocks)
     if "model" in exp.axes and len(exp.axes["model"]) > 1:
         plot_size(trials, f"{exp.name}: labeler size ({subset}, n={n})",
                   out("alignment_vs_size.png"), ceiling)
