@@ -82,10 +82,19 @@ def test_models_list():
         assert name in r.stdout
 
 
-def test_dialogue_rows_are_refused_by_the_summary_labeler(tmp_path):
+def test_dialogue_rows_are_labeled_with_the_dialogue_prompts(tmp_path):
     f = tmp_path / "hh.jsonl"
     f.write_text('{"chosen": "\\n\\nHuman: hi\\n\\nAssistant: hello", '
                  '"rejected": "\\n\\nHuman: hi\\n\\nAssistant: no"}\n')
-    r = rlaif("label", "--backend", "fake", "--data", str(f), "--confidence", "all",
-              "--split", "all", "--out", str(tmp_path / "o"), "--no-progress")
-    one_line_error(r, "HH-RLHF dialogue rows", "rate summaries")
+    args = ("label", "--backend", "fake", "--data", str(f), "--confidence", "all",
+            "--split", "all", "--no-progress", "--no-cache")
+    r = rlaif(*args, "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    (record,) = [json.loads(x) for x in (tmp_path / "o" / "labels.jsonl").read_text().splitlines()]
+    assert {record["len_first"], record["len_second"]} == {1}
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert list(run["templates"]) == ["hh/pairwise.jinja", "hh/task.jinja"]
+    # the TL;DR-only prompt settings are refused for them, in one line
+    r = rlaif(*args, "--shots", "1", "--out", str(tmp_path / "o2"))
+    one_line_error(r, "config: the pairwise judge on dialogue pairs shows no few-shot "
+                      "exemplars; set prompt.shots to 0 (only TL;DR prompts have them)")
