@@ -282,6 +282,7 @@ def reliability_plot(folder: Path) -> dict:
 
 
 def sweep_page(folder: Path, data: str | None) -> dict:
+    from lab.experiment import DATA_AXES
     from lab.report import build_table
     from lab.sweep import load_results, ordered_trials, trial_run_dir
 
@@ -302,8 +303,9 @@ def sweep_page(folder: Path, data: str | None) -> dict:
     return {
         "title": f"sweep {exp.name}",
         "sections": [{"heading": "Summary", "tables": [
-            frame_table(f"{exp.name}: one row per setting ({exp.dev_split} split; "
-                        "base = first row)", table)],
+            frame_table(f"{exp.name}: one row per setting ({exp.dev_split} split; base = "
+                        + ("the first row of each block)" if any(a in DATA_AXES for a in exp.axes)
+                           else "first row)"), table)],
             "images": images, "notes": notes}],
         "browser": browser(runs, data),
     }
