@@ -12,6 +12,9 @@ setting, recomputed from each trial's labels.jsonl, with
 * the z of the labeler's logit in a logistic regression of the human label on it and on which
   summary is longer (length-controlled signal);
 * position bias, length bias, seconds and tokens per pair;
+* for a judge with verdicts, data with human ties, or any dataset but TL;DR: MT-Bench's
+  agreement of the verdicts with ties and without ties (a judge's verdict is its own, else
+  the conservative rule on its two orders: :func:`lab.metrics.record_verdict`);
 
 then rows for the length-only and always-first baselines on the same pairs, the exported best
 setting on the test split (after ``rlaif export``), and the human-human agreement of the pairs
@@ -33,7 +36,7 @@ from lab import stats
 from lab.errors import RunError
 from lab.experiment import DATA_AXES
 from lab.export import exported_test_metrics
-from lab.metrics import agreement, compute, distinct_pairs
+from lab.metrics import agreement, compute, distinct_pairs, verdict_agreement
 from lab.run import read_records
 from lab.sweep import load_results, ordered_trials, trial_run_dir
 
@@ -167,6 +170,8 @@ def build_table(folder: str | Path) -> tuple[pd.DataFrame, list[str]]:
         raise RunError(f"{folder}: the study has no complete trial; run `rlaif sweep` first")
     seed = exp.data.seed
     data_axes = [a for a in exp.axes if a in DATA_AXES]
+    # beyond TL;DR, the table has MT-Bench's agreement with and without ties for every judge
+    mt_bench_style = any(t != "tldr" for t in exp.axes.get("task") or [exp.data.task or "tldr"])
     blocks: dict[tuple, list] = {}
     for t in trials:
         blocks.setdefault(tuple(t.params[a] for a in data_axes), []).append(t)
@@ -177,6 +182,8 @@ def build_table(folder: str | Path) -> tuple[pd.DataFrame, list[str]]:
         base = agreement_by_pair(runs[0])
         for i, (t, records) in enumerate(zip(block, runs)):
             m = compute(records, seed=seed)
+            if mt_bench_style:  # every judge's verdicts, as MT-Bench reports agreement
+                m.update(verdict_agreement(records))
             slug = ", ".join(f"{a}={t.params[a]}" for a in exp.axes if a in t.params)
             row = _row(slug, m)
             if i:  # a block's base row is not compared with itself
