@@ -376,7 +376,7 @@ class Sweep:
             if t.state != State.COMPLETE:
                 continue
             slug = setting_slug(t.params)
-            if set(t.params) != set(self.exp.axes):
+            if set(t.params) != {a for a in self.exp.axes if self.exp.applies(a, t.params)}:
                 raise self._refuse(f"trial {t.number} ({slug}) with other axes than "
                                    f"{', '.join(self.exp.axes)}")
             had = t.user_attrs.get("identity")

@@ -461,6 +461,9 @@ def test_a_judge_search_asks_for_prompt_axes_only_where_they_apply(exp_file, tmp
     for t in trials:
         wanted = {"judge", "preamble", "shots"} if t.params["judge"] == "pairwise" else {"judge"}
         assert set(t.params) == wanted
+    # a larger budget continues the search: the trials without the prompt axes are its own
+    more = sweep_of(exp_file(axes, name="judges", sampler="tpe", trials=8), tmp_path)
+    assert [t.state.name for t in more.run().get_trials()] == ["COMPLETE"] * 8
 
 
 def test_a_table_with_a_data_axis_compares_settings_within_each_block(tmp_path):
