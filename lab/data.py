@@ -95,17 +95,24 @@ def resolve_data_path(path: str | os.PathLike | None, task: str | None = None) -
 
     Order: the explicit ``path``; the ``RLAIF_DATA_DIR`` environment variable; otherwise the
     hub id of the dataset (TL;DR's ``hub:openai/summarize_from_feedback`` unless ``task``
-    names another), which needs network access. The shipped experiments' ``../shared/data``,
-    where it does not exist (a checkout elsewhere), gives way to ``RLAIF_DATA_DIR`` when that
-    is set; any other missing path is kept, so that the error names it instead of reading
-    other data.
+    names another), which needs network access. The shipped experiments' ``../shared/data``
+    (or a file under it), where it does not exist (a checkout elsewhere), gives way to
+    ``RLAIF_DATA_DIR`` (the same file under it) when that is set; any other missing path is
+    kept, so that the error names it instead of reading other data.
 
     Raises:
         DataError: nothing local is given and the named dataset has no hub copy.
     """
     env = os.environ.get(ENV_VAR)
-    stand_in = env and path and Path(path) == Path(SHIPPED_PATH) and not Path(path).exists()
-    if path and not stand_in:
+    if env and path and not Path(path).exists():
+        # a shipped experiment's ../shared/data (or a file in it) read from elsewhere
+        try:
+            inside = Path(path).relative_to(SHIPPED_PATH)
+        except ValueError:
+            inside = None
+        if inside is not None:
+            return str(Path(env) / inside) if inside.parts else env
+    if path:
         return str(path)
     if env:
         return env

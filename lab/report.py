@@ -208,7 +208,7 @@ def build_table(folder: str | Path) -> tuple[pd.DataFrame, list[str]]:
     if not data_axes:
         rows += ceiling_rows(human_ceiling(exp.data), exp.data)
     notes = [mdd_note(shared, discord)]
-    if exp.data.task in (None, "tldr"):
+    if all(t == "tldr" for t in exp.axes.get("task") or [exp.data.task or "tldr"]):
         notes.append(STIENNON_NOTE)
     return pd.DataFrame(rows), notes
 

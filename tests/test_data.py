@@ -153,6 +153,10 @@ def test_data_dir_variable_stands_in_for_a_missing_shipped_path(tmp_path, monkey
     assert resolve_data_path("../no/such/data") == "../no/such/data"
     assert resolve_data_path(str(tmp_path / "..")) == str(tmp_path / "..")  # exists: kept
     assert resolve_data_path(None) == str(tmp_path)
+    # a file under the shipped path: the same file under the variable's folder
+    assert resolve_data_path("../shared/data/x/batch0.json") == str(tmp_path / "x" / "batch0.json")
+    monkeypatch.delenv("RLAIF_DATA_DIR")
+    assert resolve_data_path("../shared/data/x/batch0.json") == "../shared/data/x/batch0.json"
 
 
 def test_row_without_id_takes_the_id_of_the_same_post(tmp_path):
