@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from lab.backends import Backend, Score
+from lab.cache import cache_key
 from lab.errors import ConfigError
 from lab.pair import Pair
 from lab.prompts import render_parts
@@ -248,6 +249,15 @@ class Judge:
     def units(self, pair: Pair) -> list[Unit]:
         """The cached pieces of a pair's label, in the order :meth:`combine` takes them."""
         raise NotImplementedError
+
+    def both_orders_units(self, pair: Pair) -> list[Unit]:
+        """The one unit of a judge that scores :meth:`prompt_for` in both orders, cached
+        under its own key: the judge's name, the model identity, the engine, both prompts and
+        the candidates (pairwise-tie, reference)."""
+        heads = [self.prompt_for(pair, swapped) for swapped in (False, True)]
+        key = cache_key(self.name, self.backend.identity, engine_of(self.backend), heads,
+                        list(self.candidates))
+        return [both_orders_unit(pair, heads, key)]
 
     def prompt_for(self, pair: Pair, swapped: bool = False, rationale: str | None = None) -> str:
         """A full prompt of the pair: the one that shows the stored second response first

@@ -22,13 +22,10 @@ prompts, the three tokens). Cost: 2 prompts per pair.
 from __future__ import annotations
 
 from lab.backends import Score
-from lab.cache import cache_key
 from lab.judges.base import (
     Judge,
     Unit,
-    both_orders_unit,
     debias,
-    engine_of,
     softmax,
 )
 from lab.pair import Pair
@@ -66,10 +63,7 @@ class PairwiseTieJudge(Judge):
         return self.render_pair(pair, swapped)
 
     def units(self, pair: Pair) -> list[Unit]:
-        heads = [self.prompt_for(pair, swapped) for swapped in (False, True)]
-        key = cache_key(self.name, self.backend.identity, engine_of(self.backend), heads,
-                        list(self.candidates))
-        return [both_orders_unit(pair, heads, key)]
+        return self.both_orders_units(pair)
 
     def reduce(self, unit: Unit, scores: list[list[Score]], rationales: list[list[str]] | None,
                generated: int, seconds: float) -> dict:

@@ -22,14 +22,11 @@ prompts per pair, each longer than a pairwise prompt by the reference.
 from __future__ import annotations
 
 from lab.backends import Score
-from lab.cache import cache_key
 from lab.errors import DataError
 from lab.judges.base import (
     Judge,
     Unit,
-    both_orders_unit,
     debias,
-    engine_of,
     pair_where,
     prob_first,
 )
@@ -57,10 +54,7 @@ class ReferenceJudge(Judge):
         return self.render_pair(pair, swapped, reference=pair.reference)
 
     def units(self, pair: Pair) -> list[Unit]:
-        heads = [self.prompt_for(pair, swapped) for swapped in (False, True)]
-        key = cache_key(self.name, self.backend.identity, engine_of(self.backend), heads,
-                        list(self.candidates))
-        return [both_orders_unit(pair, heads, key)]
+        return self.both_orders_units(pair)
 
     def reduce(self, unit: Unit, scores: list[list[Score]], rationales: list[list[str]] | None,
                generated: int, seconds: float) -> dict:
