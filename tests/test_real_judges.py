@@ -1,9 +1,10 @@
 """Every judge's templates on the smallest packaged real model (smollm2-135m). Marked slow.
 
 For each judge of :data:`lab.judges.JUDGES` (the list follows the registry; a judge that
-shows a reference answer is listed as skipped, since the shared data has no references) and
-each task family it has templates for, two real pairs of that family's dataset (TL;DR, HH-RLHF,
-LLMBar) are prepared as ``rlaif label`` prepares them (:func:`lab.run.prepare`, the backend
+shows a reference answer reads CNN/DM batch 0, whose human reference summaries are the shared
+data's only references, and is listed as skipped for the other families) and each task family
+it has templates for, two real pairs of that family's dataset (TL;DR, HH-RLHF, LLMBar) are
+prepared as ``rlaif label`` prepares them (:func:`lab.run.prepare`, the backend
 from the run config: transformers, ``dtype: auto``) and labeled one pair per call. What is
 checked is what only a real tokenizer and model can show: the judge's tokens are single tokens
 of the model's vocabulary and stay so after the prompt's last characters, every scored prompt
@@ -54,11 +55,12 @@ def cases() -> list:
     """(judge, family) for every judge in the registry and every family it has prompts for."""
     out = []
     for name, judge in JUDGES.items():
-        skip = ([pytest.mark.skip(reason=f"the {name} judge shows a reference answer; the "
-                                         "shared data has none")]
-                if judge.needs_reference else [])
-        out += [pytest.param(name, family, id=f"{name}-{family}", marks=skip)
-                for family in judge.templates]
+        for family in judge.templates:
+            # the shared data's only reference answers: CNN/DM batch 0's `ref` summaries
+            skip = ([pytest.mark.skip(reason=f"the {name} judge shows a reference answer; the "
+                                             f"shared data has none for {family} pairs")]
+                    if judge.needs_reference and family != "summarize" else [])
+            out.append(pytest.param(name, family, id=f"{name}-{family}", marks=skip))
     return out
 
 
@@ -102,12 +104,16 @@ def test_judge_labels_real_pairs(backend, chat_turn, real_data, name, family):
     if family not in TASK_OF:
         pytest.fail(f"no dataset for {family} pairs: add its task to TASK_OF")
     task = TASK_OF[family]
-    config = RunConfig(
-        data=DataConfig(path=str(real_data), task=task, n=2, split="all",
-                        confidence="high" if task == "tldr" else "all"),
-        prompt=PromptConfig(judge=name), backend=BACKEND)
+    data = DataConfig(path=str(real_data), task=task, n=2, split="all",
+                      confidence="high" if task == "tldr" else "all")
+    if JUDGES[name].needs_reference:  # CNN/DM batch 0 has the human reference summaries
+        data = DataConfig(path=str(real_data / "summarize_from_feedback_comparisons"
+                                   / "batch0_cnndm.json"), n=2, split="all",
+                          confidence="all", skip_bad_rows=True)
+    config = RunConfig(data=data, prompt=PromptConfig(judge=name), backend=BACKEND)
     pairs, skipped, exemplars = prepare(config)
-    assert len(pairs) == 2 and skipped == 0 and {p.task for p in pairs} == {family}
+    assert len(pairs) == 2 and {p.task for p in pairs} == {family}
+    assert skipped == 0 or JUDGES[name].needs_reference  # pairs without a reference skipped
     labeler = Labeler(backend, config.prompt, config.decode, exemplars, LabelCache())
     judge = labeler.judge
     tok = backend.tokenizer
