@@ -332,10 +332,10 @@ def format_table(m: dict, title: str = "") -> str:
         ("  labeler z given length", _z(m["length_controlled"])),
         ("  forward order only", f"{m['alignment_forward_only']:.3f}  (always-first labeler: "
                                  f"{m['first_position_rate']:.3f})"),
-        (
-            "  high-confidence pairs",
-            f"{m['alignment_high_confidence']:.3f}  (n={m['n_high_confidence']})",
-        ),
+        # only data with the 9-point confidence (TL;DR) has high-confidence pairs
+        *([("  high-confidence pairs",
+            f"{m['alignment_high_confidence']:.3f}  (n={m['n_high_confidence']})")]
+          if m["n_high_confidence"] else []),
         ("  when human preferred longer", f"{m['alignment_when_human_prefers_longer']:.3f}  "
                                           f"(n={m['n_human_prefers_longer']})"),
         ("  when human preferred shorter", f"{m['alignment_when_human_prefers_shorter']:.3f}  "

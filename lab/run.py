@@ -60,7 +60,9 @@ def prepare(config: RunConfig) -> tuple[list[data_mod.Pair], int, list]:
     everything, skipped = data_mod.load_pairs(source, d.skip_bad_rows, d.include_edits, d.task)
     pairs = data_mod.select(everything, d.confidence, d.split, None, d.seed, d.subset)
     if not pairs:
-        subset = f" subset={d.subset}" if d.subset else ""
+        known = sorted({p.subset for p in everything if p.subset})
+        subset = (f" subset={d.subset} (subsets here: {', '.join(known) or 'none'})"
+                  if d.subset else "")
         hint = ("; only TL;DR has the 9-point confidence: set data.confidence to all "
                 "(--confidence all)") if d.confidence == "high" and not any(
                     p.confidence for p in everything) else ""
