@@ -74,13 +74,19 @@ class PrinciplesJudge(Judge):
     every_principle = False
     """Average every principle of the list (``principles-all``) instead of one per pair."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._tables: dict[Path, dict[str, list[str]]] = {}
+
     def principle_set(self, pair: Pair) -> tuple[str, list[str]]:
         """The key and principles that judge a pair: the list named by a prefix of its
         subset, else ``default``."""
         from lab.prompts import PROMPTS_DIR
 
         path = PROMPTS_DIR / self.templates_for(pair.task)[1]
-        table = read_principles(path)
+        if path not in self._tables:  # read once per labeler, not once per pair
+            self._tables[path] = read_principles(path)
+        table = self._tables[path]
         key = next((k for k in table if k != "default" and pair.subset
                     and in_subset(pair.subset, k)), "default")
         if key not in table:
