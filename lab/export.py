@@ -25,10 +25,9 @@ import optuna
 import yaml
 
 from lab.errors import RunError
-from lab.experiment import Experiment, template_hashes
+from lab.experiment import Experiment
 from lab.io import write_json_atomic, write_text_atomic
 from lab.judges import judge_class
-from lab.run import prepare, task_family
 from lab.sweep import Sweep, best_trial, load_results
 
 
@@ -75,7 +74,8 @@ def export_best(folder: str | Path, progress: bool = True) -> Path:
             "experiment": exp.name,
             "setting": setting,
             "model_identity": test_metrics["model"],
-            "templates": template_hashes(config.prompt, task_family(prepare(config)[0], path)),
+            # the run identity's, for the pairs' task family (the slice is already loaded)
+            "templates": sweep.identity(setting, exp.test_split)["templates"],
             "judge": config.prompt.judge,
             "aggregation": judge_class(config.prompt.judge).aggregation,
             "objective": exp.objective,
